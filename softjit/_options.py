@@ -1,0 +1,77 @@
+"""Numba compilation options and run-time switches, in one place.
+
+Every kernel in softjit is compiled with the options defined here, so a
+change of policy (caching, floating-point flags, error model) is made once.
+
+* ``cache=True``: compiled code is stored in numba's cache directory and
+  reused by later processes; when numba finds no writable cache location,
+  softjit compiles in memory instead (:func:`cache_available`).
+* ``error_model="numpy"``: no Python-style division-by-zero checks inside
+  loops (they block vectorization); IEEE results (inf, nan) instead.
+* ``fastmath``: an explicit flag set.  ``nnan``/``ninf`` are never set,
+  because the kernels rely on ``-inf`` (masked or underflowing entries) and
+  NaN propagation.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from numba import njit
+
+#: LLVM fast-math flags that are safe for softjit's kernels (see module doc).
+FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract"})
+
+
+
+def _probe() -> None:  # pragma: no cover - never called, only decorated
+    pass
+
+
+def cache_available() -> bool:
+    """Whether numba can cache functions of this package.
+
+    numba looks for a writable cache location (``NUMBA_CACHE_DIR``, the
+    package's ``__pycache__``, then the user-wide cache) when a function is
+    decorated, and raises if there is none.  softjit then compiles in
+    memory instead, so a read-only install with no writable cache location
+    still imports and runs.
+    """
+    try:
+        njit(cache=True)(_probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+#: Cache compiled kernels on disk when a cache location is writable.
+CACHE = cache_available()
+
+#: Options for serial kernels (row functions and single-threaded drivers).
+SERIAL = {
+    "cache": CACHE,
+    "nogil": True,
+    "error_model": "numpy",
+    "fastmath": set(FASTMATH_FLAGS),
+}
+
+#: Options for the multi-threaded drivers.
+PARALLEL = dict(SERIAL, parallel=True)
+
+#: Options for the gufunc layer (``numba.guvectorize``).
+GUFUNC = {
+    "cache": CACHE,
+    "nopython": True,
+    "fastmath": set(FASTMATH_FLAGS),
+}
+
+#: Arrays with fewer elements than this run the serial driver: opening a
+#: parallel region costs microseconds, more than the work on a small array.
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+#: Held while a parallel driver runs.  numba's ``workqueue`` threading layer
+#: aborts the process when two Python threads enter parallel code at once;
+#: a caller that finds the lock taken runs the serial driver instead, which
+#: is both safe under every threading layer and avoids oversubscribing the
+#: cores when many threads (e.g. dask's threaded scheduler) call softjit.
+PARALLEL_LOCK = threading.Lock()
