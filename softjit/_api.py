@@ -185,10 +185,10 @@ def softmax(
 
     In place, preserving float32:
 
-    >>> y = np.array([0.0, np.log(3.0)], dtype=np.float32)
+    >>> y = np.array([1.0, 2.0, 3.0], dtype=np.float32)
     >>> _ = softjit.softmax(y, out=y)
     >>> y
-    array([0.25, 0.75], dtype=float32)
+    array([0.09003057, 0.24472848, 0.66524094], dtype=float32)
     """
     return _softmax_family("softmax", x, axis, temperature, where, out, dtype)
 
