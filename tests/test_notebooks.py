@@ -20,6 +20,7 @@ kernel sees the same ``sys.executable``, ``sys.prefix`` and ``softjit``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,14 +47,20 @@ notebook_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p i
 
 @pytest.fixture(scope="module")
 def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kernelspec directory whose ``python3`` kernel is ``sys.executable``."""
+    """A kernelspec directory whose ``python3`` kernel is ``sys.executable``,
+    importing the same softjit as the tests (the source tree or the install)."""
+    import softjit
+
     root = tmp_path_factory.mktemp("kernels")
+    package_parent = str(Path(softjit.__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
     spec_dir = root / KERNEL_NAME
     spec_dir.mkdir()
     spec = {
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"Python 3 ({sys.executable})",
         "language": "python",
+        "env": {"PYTHONPATH": pythonpath},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
     return root

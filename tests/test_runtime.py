@@ -69,7 +69,11 @@ _SCRUBBED_ENV = (
 
 
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment, scrubbed, importing the same softjit as the
+    tests (the source tree or the install) unless ``extra`` sets PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    inherited = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_DIR.parent), inherited) if p)
     env.update(extra or {})
     return env
 

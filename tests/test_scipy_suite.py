@@ -227,7 +227,7 @@ def _junit_summary(junit):
 def _check(tmp_path, target, extra_pythonpath=()):
     proc, junit, output = _run_suite(tmp_path, target, extra_pythonpath)
     assert junit.exists(), f"pytest subprocess produced no junit report\n{output}"
-    passed, failed, skipped = _junit_summary(junit)
+    passed, failed, _skipped = _junit_summary(junit)
     failed_list = "\n".join(failed)
     assert proc.returncode == 0, (
         f"SciPy's test suite failed against {target} "
