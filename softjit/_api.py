@@ -8,6 +8,7 @@ implementation for complex input (:mod:`softjit._complex`).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,12 @@ from ._normalize import (
 )
 
 AxisLike = int | tuple[int, ...] | None
+
+
+def _is_dask_array(x: Any) -> bool:
+    """True for a ``dask.array.Array`` (without importing dask)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(x, da.Array)
 
 
 def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
@@ -58,6 +65,10 @@ def _softmax_family(
     out: np.ndarray | None,
     dtype: DTypeLike,
 ) -> np.ndarray:
+    if _is_dask_array(x):
+        from . import _dask
+
+        return _dask.softmax_like(kind, x, axis, temperature, where, out, dtype)
     arr, work, axes = _as_rows_input(x, axis)
     t = check_temperature(temperature)
     res_dt = result_dtype(arr.dtype, dtype)
@@ -318,6 +329,10 @@ def logsumexp(
     >>> softjit.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
     (np.float64(1.5413248546129181), np.float64(-1.0))
     """
+    if _is_dask_array(x) or _is_dask_array(b):
+        from . import _dask
+
+        return _dask.logsumexp(x, axis, b, keepdims, return_sign, where, out, dtype)
     arr = as_array(x)
     barr = None
     if b is not None:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from . import _rows
-from ._options import PARALLEL_LOCK, PARALLEL_MIN_ELEMENTS
+from ._options import PARALLEL_LOCK, PARALLEL_MIN_ELEMENTS, parallel_allowed
 
 
 def moved_last(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -49,7 +49,7 @@ def rows_input(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.
 
 
 def _use_parallel(rows: int, n: int) -> bool:
-    return rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS
+    return rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS and parallel_allowed()
 
 
 _ROWWISE_DRIVERS = {

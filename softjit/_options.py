@@ -15,6 +15,7 @@ change of policy (caching, floating-point flags, error model) is made once.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from numba import njit
@@ -75,3 +76,30 @@ PARALLEL_MIN_ELEMENTS = 1 << 16
 #: is both safe under every threading layer and avoids oversubscribing the
 #: cores when many threads (e.g. dask's threaded scheduler) call softjit.
 PARALLEL_LOCK = threading.Lock()
+
+
+_forked_after_parallel = False
+
+
+def parallel_allowed() -> bool:
+    """False in a process forked after its parent started numba's thread
+    pool on a layer that is not fork-safe (GNU OpenMP kills such a child
+    when it enters a parallel region; ``workqueue`` is not fork-safe
+    either).  Such a child runs the serial kernels."""
+    return not _forked_after_parallel
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_parallel
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no thread pool was started before the fork
+        return
+    if layer != "tbb":
+        _forked_after_parallel = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
