@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
-from . import _rows
-from ._options import PARALLEL_LOCK, PARALLEL_MIN_ELEMENTS, parallel_allowed
+from . import _fastrows, _rows
+from ._options import LONG_ROW, PARALLEL_LOCK, PARALLEL_MIN_ELEMENTS, parallel_allowed
 
 
 def moved_last(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -49,13 +50,43 @@ def rows_input(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.
 
 
 def _use_parallel(rows: int, n: int) -> bool:
-    return rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS and parallel_allowed()
+    return (rows > 1 or n >= LONG_ROW) and rows * n >= PARALLEL_MIN_ELEMENTS and parallel_allowed()
 
 
-_ROWWISE_DRIVERS = {
+def _unit_rows(*arrays: np.ndarray) -> bool:
+    return all(a.strides[1] == a.itemsize for a in arrays)
+
+
+# (serial, parallel, long-row parallel) drivers: the masked ones handle
+# masks; the fast ones everything else, long rows split across threads.
+_MASKED_DRIVERS = {
     "softmax": (_rows.softmax_rows_serial, _rows.softmax_rows_parallel),
     "log_softmax": (_rows.log_softmax_rows_serial, _rows.log_softmax_rows_parallel),
 }
+_FAST_DRIVERS = {
+    "softmax": (_fastrows.softmax_rows_serial, _fastrows.softmax_rows_parallel,
+                _fastrows.softmax_long_rows),
+    "log_softmax": (_fastrows.log_softmax_rows_serial, _fastrows.log_softmax_rows_parallel,
+                    _fastrows.log_softmax_long_rows),
+    "logsumexp": (_fastrows.logsumexp_rows_serial, _fastrows.logsumexp_rows_parallel,
+                  _fastrows.logsumexp_long_rows),
+}
+
+
+def _run(drivers: tuple, rows: int, n: int, unit: bool, *args) -> None:
+    """Call the serial, parallel or long-row driver of ``drivers``."""
+    if _use_parallel(rows, n) and PARALLEL_LOCK.acquire(blocking=False):
+        try:
+            if n >= LONG_ROW and unit and len(drivers) > 2:
+                drivers[2](*args)
+            elif len(drivers) > 2:
+                drivers[1](*args, min(rows, 4 * numba.get_num_threads()))
+            else:
+                drivers[1](*args)
+        finally:
+            PARALLEL_LOCK.release()
+    else:
+        drivers[0](*args)
 
 
 def run_rowwise(
@@ -89,14 +120,10 @@ def run_rowwise(
         staged = o2 is None
         if staged:
             o2 = np.empty((rows, n), out.dtype)
-    serial, parallel = _ROWWISE_DRIVERS[kind]
-    if _use_parallel(rows, n) and PARALLEL_LOCK.acquire(blocking=False):
-        try:
-            parallel(x2, o2, temperature, m2)
-        finally:
-            PARALLEL_LOCK.release()
+    if m2 is None:
+        _run(_FAST_DRIVERS[kind], rows, n, _unit_rows(x2, o2), x2, o2, temperature)
     else:
-        serial(x2, o2, temperature, m2)
+        _run(_MASKED_DRIVERS[kind], rows, n, False, x2, o2, temperature, m2)
     if staged:
         moved_out = moved_last(out, axes)
         np.copyto(moved_out, o2.reshape(moved_out.shape))
@@ -119,10 +146,8 @@ def run_logsumexp(
     x2 = rows_input(x, axes, rows, n)
     b2 = None if b is None else rows_input(b, axes, rows, n)
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
-    if _use_parallel(rows, n) and PARALLEL_LOCK.acquire(blocking=False):
-        try:
-            _rows.logsumexp_rows_parallel(x2, b2, res, sign, m2)
-        finally:
-            PARALLEL_LOCK.release()
+    if b2 is None and m2 is None:
+        _run(_FAST_DRIVERS["logsumexp"], rows, n, _unit_rows(x2), x2, res, sign)
     else:
-        _rows.logsumexp_rows_serial(x2, b2, res, sign, m2)
+        drivers = (_rows.logsumexp_rows_serial, _rows.logsumexp_rows_parallel)
+        _run(drivers, rows, n, False, x2, b2, res, sign, m2)

@@ -59,6 +59,17 @@ SERIAL = {
 #: Options for the multi-threaded drivers.
 PARALLEL = dict(SERIAL, parallel=True)
 
+#: Options for loops that accumulate a sum: ``reassoc`` lets LLVM keep
+#: several partial sums in vector registers.  The ``exp`` primitives called
+#: from such loops are compiled separately (without ``reassoc``); LLVM keeps
+#: each instruction's own flags when it inlines them.
+REDUCE = dict(SERIAL, fastmath=set(FASTMATH_FLAGS | {"reassoc"}))
+
+#: Options for the row-maximum loop: with ``nnan`` LLVM vectorizes the
+#: max reduction.  Its result is unspecified when the row holds a NaN; the
+#: kernels detect such rows through their NaN sum and redo them exactly.
+MAX = dict(SERIAL, fastmath=set(FASTMATH_FLAGS | {"reassoc", "nnan"}))
+
 #: Options for the gufunc layer (``numba.guvectorize``).
 GUFUNC = {
     "cache": CACHE,
@@ -69,6 +80,18 @@ GUFUNC = {
 #: Arrays with fewer elements than this run the serial driver: opening a
 #: parallel region costs microseconds, more than the work on a small array.
 PARALLEL_MIN_ELEMENTS = 1 << 16
+
+#: Sums are accumulated in blocks of this many terms (vectorized partial
+#: sums), the block sums with a compensated (Neumaier) sum: row sums stay
+#: within a few ulp at any row length.
+SUM_BLOCK = 1024
+
+#: Rows at least this long use the long-row kernels: two passes over the
+#: row in chunks of ``LONG_ROW_CHUNK`` elements (an online max/sum, then
+#: exp and scale), split across threads, instead of a per-row scratch
+#: buffer that no longer fits in the core's cache.
+LONG_ROW = 1 << 15
+LONG_ROW_CHUNK = 1 << 13
 
 #: Held while a parallel driver runs.  numba's ``workqueue`` threading layer
 #: aborts the process when two Python threads enter parallel code at once;

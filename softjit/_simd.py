@@ -1,0 +1,293 @@
+"""Vectorizable math primitives for the kernels: ``exp`` in float32 and
+float64, bit casts, and a re-typing of unit-stride views.
+
+numba's ``math.exp`` compiles to a scalar libm call inside loops (there is
+no SVML), so the kernels use these polynomial versions, which LLVM turns
+into AVX2/AVX-512 code:
+
+* range reduction ``x = k*ln2 + r``, ``|r| <= ln2/2``: ``k`` is rounded by
+  adding ``1.5 * 2**52`` (``2**23`` for float32), whose low bits then hold
+  ``k`` as an integer, so no float-to-int conversion (scalar on AVX2) is
+  needed; ``r`` uses ln2 split in two constants (Cody and Waite);
+* a polynomial for ``exp(r)`` (fitted at Chebyshev nodes, evaluated with
+  Estrin's scheme for a short dependency chain);
+* ``2**k`` built in the exponent bits, applied as two factors so that
+  subnormal results are rounded once and correctly.
+
+Inputs below the underflow bound give 0 (``-inf`` included), above the
+overflow bound ``inf``; NaN stays NaN.  These functions must not be
+compiled with the ``reassoc`` fast-math flag, which would fold the
+rounding constant and the Cody-Waite correction away; the flag set in
+:mod:`softjit._options` omits it, and flags stay attached to the
+instructions when LLVM inlines these functions into kernels that use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from ._options import SERIAL
+
+
+@intrinsic
+def f64_as_i64(typingctx, x):
+    """Reinterpret the bits of a float64 as an int64."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def i64_as_f64(typingctx, x):
+    """Reinterpret the bits of an int64 as a float64."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def f32_as_i32(typingctx, x):
+    """Reinterpret the bits of a float32 as an int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def i32_as_f32(typingctx, x):
+    """Reinterpret the low 32 bits of an integer as a float32.
+
+    (numba widens int32 arithmetic to int64, so any integer is accepted.)
+    """
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = args[0]
+        if sig.args[0].bitwidth != 32:
+            v = builder.trunc(v, ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(x), codegen
+
+
+@intrinsic
+def unit_stride_view(typingctx, arr):
+    """The 1-D array ``arr`` typed as C-contiguous (same data, no copy).
+
+    The caller guarantees that ``arr.strides[0] == arr.itemsize``; numba
+    then compiles contiguous (vectorizable) loops for it.  Rows of gufunc
+    arguments and of strided 2-D views arrive typed as any-layout.
+    """
+    if not (isinstance(arr, types.Array) and arr.ndim == 1):
+        return None
+    # Typed writable so that it unifies with scratch buffers; the kernels
+    # never write to their input.
+    ret = arr.copy(layout="C", readonly=False)
+
+    def codegen(context, builder, sig, args):
+        src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+        for field in ("meminfo", "parent", "nitems", "itemsize", "data", "shape", "strides"):
+            setattr(dst, field, getattr(src, field))
+        value = dst._getvalue()
+        context.nrt.incref(builder, sig.return_type, value)
+        return value
+
+    return ret(arr), codegen
+
+
+# float64 constants
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln2 with its low 32 bits cleared
+_LN2_LO = 1.90821492927058770002e-10  # ln2 - _LN2_HI
+_SHIFT64 = 6755399441055744.0  # 1.5 * 2**52
+_SHIFT64_BITS = 0x4338000000000000
+_EXP64_LO = -746.0  # exp(x) rounds to 0 below about -745.13
+_EXP64_HI = 710.0  # and overflows above about 709.78
+
+# exp(r) = 1 + r + r**2 * q(r) on |r| <= ln2/2, q a polynomial fitted by
+# interpolation at Chebyshev nodes in 200-bit arithmetic (mpmath).  Maximum
+# relative error of 1 + r + r**2 q(r) with these float64 coefficients:
+# degree 9: 1.6e-17 (0.15 ulp); degree 5: 2.2e-10.
+_Q9 = (0.5000000000000001, 0.16666666666666669, 0.041666666666624164,
+       0.008333333333330065, 0.0013888888917196881, 0.0001984126986304067,
+       2.4801521322116825e-05, 2.7557268480116333e-06, 2.762007599981065e-07,
+       2.5100375924709717e-08)
+_Q5 = (0.5000000013457804, 0.16666666681614342, 0.041666465005270034,
+       0.008333310934363356, 0.0013933641117472883, 0.00019890980964683147)
+
+
+@njit(**SERIAL)
+def _reduce_f64(xc):
+    """``(r, k)`` with ``xc = k*ln2 + r``, ``|r| <= ln2/2`` (ln2 in two parts)."""
+    t = xc * _LOG2E + _SHIFT64
+    kf = t - _SHIFT64
+    k = f64_as_i64(t) - _SHIFT64_BITS
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+    return r, k
+
+
+@njit(**SERIAL)
+def _exp_reduced_q9(r):
+    """``exp(r)`` for ``|r| <= ln2/2``, relative error 1.6e-17."""
+    q = _Q9
+    r2 = r * r
+    r4 = r2 * r2
+    b03 = (q[0] + q[1] * r) + r2 * (q[2] + q[3] * r)
+    b47 = (q[4] + q[5] * r) + r2 * (q[6] + q[7] * r)
+    poly = (b03 + r4 * b47) + (r4 * r4) * (q[8] + q[9] * r)
+    return 1.0 + (r + r2 * poly)
+
+
+@njit(**SERIAL)
+def _times_pow2(p, k):
+    """``p * 2**k`` rounded once, also for subnormal results (two factors)."""
+    k2 = k >> 1
+    k1 = k - k2
+    return p * i64_as_f64((k1 + 1023) << 52) * i64_as_f64((k2 + 1023) << 52)
+
+
+@njit(**SERIAL)
+def exp_f64(x):
+    """``exp(x)`` for float64, within 1 ulp; vectorizes in loops."""
+    r, k = _reduce_f64(min(max(x, _EXP64_LO), _EXP64_HI))
+    y = _times_pow2(_exp_reduced_q9(r), k)
+    return x if x != x else y
+
+
+@njit(**SERIAL)
+def exp_neg_f64(x):
+    """:func:`exp_f64` for ``x <= 0`` (``-inf`` included): the kernels'
+    shifted arguments ``x - max`` are never positive.  A NaN argument gives
+    NaN (through the polynomial, with no extra select), which the kernels
+    detect in their sums."""
+    # NaN fails the comparison and propagates through the polynomial.
+    r, k = _reduce_f64(_EXP64_LO if x < _EXP64_LO else x)
+    return _times_pow2(_exp_reduced_q9(r), k)
+
+
+_EXP_F32_LO = -708.0  # exp(-708)/s rounds to 0 in float32 like any smaller value
+_LN2 = 0.6931471805599453
+
+
+@njit(**SERIAL)
+def exp_neg_f64_for_f32(x):
+    """``exp(x)`` in float64 for ``x <= 0``, relative error below 3e-10.
+
+    For results that are rounded to float32 (half an ulp is 3e-8): a shorter
+    polynomial, ln2 in one constant (the fused multiply-add keeps the
+    reduction error near 1e-14), and arguments clamped at -708, whose
+    result already rounds to 0 in float32, so ``2**k`` is one normal factor.
+    NaN propagates as in :func:`exp_neg_f64`.
+    """
+    xc = _EXP_F32_LO if x < _EXP_F32_LO else x  # NaN propagates
+    t = xc * _LOG2E + _SHIFT64
+    kf = t - _SHIFT64
+    r = xc - kf * _LN2
+    q = _Q5
+    r2 = r * r
+    poly = (q[0] + q[1] * r) + r2 * ((q[2] + q[3] * r) + r2 * (q[4] + q[5] * r))
+    return (1.0 + (r + r2 * poly)) * i64_as_f64((f64_as_i64(t) - _SHIFT64_BITS + 1023) << 52)
+
+
+# float32 constants
+_LOG2E_F = np.float32(1.44269504)
+_LN2_HI_F = np.float32(0.693145752)  # ln2 with its low 12 bits cleared
+_LN2_LO_F = np.float32(1.42860677e-06)  # ln2 - _LN2_HI_F
+_SHIFT32 = np.float32(12582912.0)  # 1.5 * 2**23
+_SHIFT32_BITS = np.int32(0x4B400000)
+_EXP32_LO = np.float32(-104.0)  # exp(x) rounds to 0 below about -103.97
+_EXP32_HI = np.float32(89.0)  # and overflows above about 88.72
+_Q5_F = tuple(np.float32(c) for c in _Q5)
+_ONE_F = np.float32(1.0)
+
+
+@njit(**SERIAL)
+def exp_f32(x):
+    """``exp(x)`` for float32 in float32 arithmetic, within 1 ulp."""
+    xc = min(max(x, _EXP32_LO), _EXP32_HI)
+    t = xc * _LOG2E_F + _SHIFT32
+    kf = t - _SHIFT32
+    k = f32_as_i32(t) - _SHIFT32_BITS
+    r = (xc - kf * _LN2_HI_F) - kf * _LN2_LO_F
+    q = _Q5_F
+    r2 = r * r
+    poly = (q[0] + q[1] * r) + r2 * ((q[2] + q[3] * r) + r2 * (q[4] + q[5] * r))
+    p = _ONE_F + (r + r2 * poly)
+    k2 = k >> 1
+    k1 = k - k2
+    y = p * i32_as_f32((k1 + 127) << 23) * i32_as_f32((k2 + 127) << 23)
+    return x if x != x else y
+
+
+def _is_x86() -> bool:
+    import llvmlite.binding as llvm
+
+    return llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
+
+
+_MXCSR_FLAGS = 0x3F  # the six exception-status bits of the SSE control register
+
+
+@intrinsic
+def fp_flags_save(typingctx):
+    """The CPU's floating-point exception flags (x86 MXCSR; 0 elsewhere).
+
+    Vectorized comparisons and max on NaN raise the "invalid" flag, which
+    numpy turns into a RuntimeWarning after a gufunc loop.  The gufunc
+    cores save the flags on entry and restore them on exit, so softjit
+    never triggers such a warning.
+    """
+
+    def codegen(context, builder, sig, args):
+        if not _is_x86():
+            return ir.Constant(ir.IntType(32), 0)
+        slot = cgutils.alloca_once(builder, ir.IntType(32))
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()]),
+            "llvm.x86.sse.stmxcsr")
+        builder.call(fn, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
+        return builder.load(slot)
+
+    return types.int32(), codegen
+
+
+@intrinsic
+def fp_flags_restore(typingctx, saved):
+    """Set the exception flags back to ``saved`` (from :func:`fp_flags_save`)."""
+    if saved != types.int32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        if _is_x86():
+            i8p = ir.IntType(8).as_pointer()
+            slot = cgutils.alloca_once(builder, ir.IntType(32))
+            fnty = ir.FunctionType(ir.VoidType(), [i8p])
+            stm = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.stmxcsr")
+            ldm = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr")
+            builder.call(stm, [builder.bitcast(slot, i8p)])
+            current = builder.load(slot)
+            keep = builder.and_(current, ir.Constant(ir.IntType(32), ~_MXCSR_FLAGS & 0xFFFFFFFF))
+            flags = builder.and_(args[0], ir.Constant(ir.IntType(32), _MXCSR_FLAGS))
+            builder.store(builder.or_(keep, flags), slot)
+            builder.call(ldm, [builder.bitcast(slot, i8p)])
+        return context.get_dummy_value()
+
+    return types.void(types.int32), codegen
