@@ -9,6 +9,12 @@ Layers
     The public functions: any axis or axes, temperature, masks, ``out=``,
     dtype rules.  They run numba row kernels, multi-threaded for large
     arrays (:mod:`softjit._rows`, :mod:`softjit._dispatch`).
+``softjit.softmax_vjp``, ``softmax_jvp``, ``log_softmax_vjp``, ``softmax_jacobian``
+    Derivatives of softmax and log_softmax from their outputs
+    (:mod:`softjit._derivatives`).
+``softjit.cross_entropy``, ``margin_ranking_loss``, ``multi_margin_loss``
+    Losses on logits, each with a fused ``..._with_grad`` form
+    (:mod:`softjit._losses`).
 :mod:`softjit.gufuncs`
     numba generalized ufuncs with core signatures ``(n)->(n)`` and
     ``(n)->()`` that broadcast over leading dimensions and accept numpy's
@@ -17,7 +23,31 @@ Layers
 """
 
 from ._api import log_softmax, logsumexp, softmax
+from ._derivatives import log_softmax_vjp, softmax_jacobian, softmax_jvp, softmax_vjp
+from ._losses import (
+    cross_entropy,
+    cross_entropy_with_grad,
+    margin_ranking_loss,
+    margin_ranking_loss_with_grad,
+    multi_margin_loss,
+    multi_margin_loss_with_grad,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "log_softmax", "logsumexp", "softmax"]
+__all__ = [
+    "__version__",
+    "cross_entropy",
+    "cross_entropy_with_grad",
+    "log_softmax",
+    "log_softmax_vjp",
+    "logsumexp",
+    "margin_ranking_loss",
+    "margin_ranking_loss_with_grad",
+    "multi_margin_loss",
+    "multi_margin_loss_with_grad",
+    "softmax",
+    "softmax_jacobian",
+    "softmax_jvp",
+    "softmax_vjp",
+]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _complex
+from . import _complex, _fastrows
 from ._dispatch import rows_shape, run_logsumexp, run_rowwise
 from ._normalize import (
     as_array,
@@ -25,6 +25,7 @@ from ._normalize import (
     normalize_axis,
     result_dtype,
 )
+from ._options import PARALLEL_MIN_ELEMENTS
 
 AxisLike = int | tuple[int, ...] | None
 
@@ -43,6 +44,38 @@ def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
         and a.strides == b.strides
         and a.dtype == b.dtype
     )
+
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def _small_last_axis(kind: str, x: Any) -> Any:
+    """The common call on a small array, with the least Python overhead.
+
+    A C-contiguous native float32/float64 ndarray of 1 to
+    ``PARALLEL_MIN_ELEMENTS`` elements, reduced along its last axis with
+    default options, goes straight to the serial vectorized driver (what
+    the general path would run too).  Returns None for anything else.
+    """
+    if type(x) is not np.ndarray or x.ndim == 0:
+        return None
+    dt = x.dtype
+    if dt is not _F64 and dt is not _F32:  # builtin native dtypes are singletons
+        return None
+    size = x.size
+    if not (0 < size < PARALLEL_MIN_ELEMENTS and x.flags.c_contiguous):
+        return None
+    x2 = x.reshape(-1, x.shape[-1])
+    if kind == "logsumexp":
+        value = np.empty(x2.shape[0], dt)
+        _fastrows.logsumexp_rows_serial(x2, value, np.empty_like(value))
+        return value.reshape(x.shape[:-1]) if x.ndim > 1 else value[0]
+    out = np.empty_like(x)
+    driver = (_fastrows.softmax_rows_serial if kind == "softmax"
+              else _fastrows.log_softmax_rows_serial)
+    driver(x2, out.reshape(x2.shape), 1.0)
+    return out
 
 
 def _as_rows_input(x: ArrayLike, axis: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
@@ -201,6 +234,11 @@ def softmax(
     >>> y
     array([0.09003057, 0.24472848, 0.66524094], dtype=float32)
     """
+    if (type(axis) is int and axis == -1 and where is out is dtype is None
+            and type(temperature) is float and temperature == 1.0):
+        res = _small_last_axis("softmax", x)
+        if res is not None:
+            return res
     return _softmax_family("softmax", x, axis, temperature, where, out, dtype)
 
 
@@ -265,6 +303,11 @@ def log_softmax(
     >>> float(softjit.log_softmax([0.0, -40.0])[0])
     -4.248354255291589e-18
     """
+    if (type(axis) is int and axis == -1 and where is out is dtype is None
+            and type(temperature) is float and temperature == 1.0):
+        res = _small_last_axis("log_softmax", x)
+        if res is not None:
+            return res
     return _softmax_family("log_softmax", x, axis, temperature, where, out, dtype)
 
 
@@ -329,6 +372,11 @@ def logsumexp(
     >>> softjit.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
     (np.float64(1.5413248546129181), np.float64(-1.0))
     """
+    if (type(axis) is int and axis == -1 and b is where is out is dtype is None
+            and not keepdims and not return_sign):
+        res = _small_last_axis("logsumexp", x)
+        if res is not None:
+            return res
     if _is_dask_array(x) or _is_dask_array(b):
         from . import _dask
 

@@ -2,7 +2,7 @@
 
 Per row, three passes while the row is in cache:
 
-1. ``m = max(x)``, vectorized (:data:`softjit._options.MAX`);
+1. ``m = max(x)``, vectorized (:func:`softjit._simd.max_no_nan`);
 2. ``e = exp((x - m) / t)`` into a float64 scratch row, summed in blocks of
    vectorized partial sums joined by a compensated sum;
 3. ``out = e * (1 / sum)``, rounded once to the output dtype.
@@ -34,8 +34,8 @@ from numba.core import types
 from numba.extending import overload
 
 from . import _rows
-from ._options import LONG_ROW_CHUNK, MAX, PARALLEL, REDUCE, SERIAL, SUM_BLOCK
-from ._simd import exp_neg_f64, exp_neg_f64_for_f32, unit_stride_view
+from ._options import LONG_ROW_CHUNK, PARALLEL, REDUCE, SERIAL, SUM_BLOCK
+from ._simd import exp_neg_f64, exp_neg_f64_for_f32, max_no_nan, unit_stride_view
 
 
 def shifted_exp(d, x):
@@ -53,12 +53,12 @@ def _shifted_exp_impl(d, x):
 # ---------------------------------------------------------------- blocks
 
 
-@njit(**MAX)
+@njit(**REDUCE)
 def row_max(x):
     """Maximum of a non-empty row (unspecified if it holds a NaN)."""
     m = x[0]
     for i in range(1, x.shape[0]):
-        m = max(m, x[i])
+        m = max_no_nan(m, x[i])
     return np.float64(m)
 
 
@@ -217,14 +217,18 @@ def unit_row(row, buf):
 @njit(**SERIAL)
 def as_unit(row):
     """``row`` typed unit-stride, or a new contiguous copy when it is strided."""
-    return unit_row(row, np.empty(row.shape[0] if row.strides[0] != row.itemsize else 0,
-                                  row.dtype))
+    if row.strides[0] == row.itemsize:
+        return unit_stride_view(row)
+    return unit_row(row, np.empty(row.shape[0], row.dtype))
 
 
 @njit(**SERIAL)
 def row_buffer(a, n):
-    """A buffer for rows of the 2-D ``a`` (empty when its rows are unit-stride)."""
-    return np.empty(n if a.strides[1] != a.itemsize else 0, a.dtype)
+    """A buffer for the rows of the 2-D ``a`` (rows >= 1): a new one when
+    they are strided, else (no allocation) the first row, never written."""
+    if a.strides[1] == a.itemsize:
+        return unit_stride_view(a[0])
+    return np.empty(n, a.dtype)
 
 
 @njit(**SERIAL)

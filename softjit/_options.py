@@ -65,11 +65,6 @@ PARALLEL = dict(SERIAL, parallel=True)
 #: each instruction's own flags when it inlines them.
 REDUCE = dict(SERIAL, fastmath=set(FASTMATH_FLAGS | {"reassoc"}))
 
-#: Options for the row-maximum loop: with ``nnan`` LLVM vectorizes the
-#: max reduction.  Its result is unspecified when the row holds a NaN; the
-#: kernels detect such rows through their NaN sum and redo them exactly.
-MAX = dict(SERIAL, fastmath=set(FASTMATH_FLAGS | {"reassoc", "nnan"}))
-
 #: Options for the gufunc layer (``numba.guvectorize``).
 GUFUNC = {
     "cache": CACHE,

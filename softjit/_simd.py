@@ -136,24 +136,33 @@ _Q5 = (0.5000000013457804, 0.16666666681614342, 0.041666465005270034,
 
 @njit(**SERIAL)
 def _reduce_f64(xc):
-    """``(r, k)`` with ``xc = k*ln2 + r``, ``|r| <= ln2/2`` (ln2 in two parts)."""
+    """``(r, r_lo, k)`` with ``xc = k*ln2 + r + r_lo``, ``|r| <= ln2/2``.
+
+    ``k*ln2_hi`` is exact (ln2_hi has 32 trailing zero bits) and so is its
+    difference with ``xc``; ``r_lo`` is the rounding error of ``r``.
+    """
     t = xc * _LOG2E + _SHIFT64
     kf = t - _SHIFT64
     k = f64_as_i64(t) - _SHIFT64_BITS
-    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
-    return r, k
+    r1 = xc - kf * _LN2_HI
+    corr = kf * _LN2_LO
+    r = r1 - corr
+    return r, (r1 - r) - corr, k
 
 
 @njit(**SERIAL)
-def _exp_reduced_q9(r):
-    """``exp(r)`` for ``|r| <= ln2/2``, relative error 1.6e-17."""
+def _exp_reduced_q9(r, r_lo):
+    """``exp(r + r_lo)`` for ``|r| <= ln2/2``: ``1 + r`` is summed exactly
+    and everything else added to its rounding error, so the result is
+    rounded once (relative error of the polynomial: 1.6e-17)."""
     q = _Q9
     r2 = r * r
     r4 = r2 * r2
     b03 = (q[0] + q[1] * r) + r2 * (q[2] + q[3] * r)
     b47 = (q[4] + q[5] * r) + r2 * (q[6] + q[7] * r)
     poly = (b03 + r4 * b47) + (r4 * r4) * (q[8] + q[9] * r)
-    return 1.0 + (r + r2 * poly)
+    one_r = 1.0 + r
+    return one_r + (((1.0 - one_r) + r) + (r_lo + r2 * poly))
 
 
 @njit(**SERIAL)
@@ -167,8 +176,8 @@ def _times_pow2(p, k):
 @njit(**SERIAL)
 def exp_f64(x):
     """``exp(x)`` for float64, within 1 ulp; vectorizes in loops."""
-    r, k = _reduce_f64(min(max(x, _EXP64_LO), _EXP64_HI))
-    y = _times_pow2(_exp_reduced_q9(r), k)
+    r, r_lo, k = _reduce_f64(min(max(x, _EXP64_LO), _EXP64_HI))
+    y = _times_pow2(_exp_reduced_q9(r, r_lo), k)
     return x if x != x else y
 
 
@@ -179,8 +188,8 @@ def exp_neg_f64(x):
     NaN (through the polynomial, with no extra select), which the kernels
     detect in their sums."""
     # NaN fails the comparison and propagates through the polynomial.
-    r, k = _reduce_f64(_EXP64_LO if x < _EXP64_LO else x)
-    return _times_pow2(_exp_reduced_q9(r), k)
+    r, r_lo, k = _reduce_f64(_EXP64_LO if x < _EXP64_LO else x)
+    return _times_pow2(_exp_reduced_q9(r, r_lo), k)
 
 
 _EXP_F32_LO = -708.0  # exp(-708)/s rounds to 0 in float32 like any smaller value
@@ -226,11 +235,15 @@ def exp_f32(x):
     t = xc * _LOG2E_F + _SHIFT32
     kf = t - _SHIFT32
     k = f32_as_i32(t) - _SHIFT32_BITS
-    r = (xc - kf * _LN2_HI_F) - kf * _LN2_LO_F
+    r1 = xc - kf * _LN2_HI_F
+    corr = kf * _LN2_LO_F
+    r = r1 - corr
+    r_lo = (r1 - r) - corr
     q = _Q5_F
     r2 = r * r
     poly = (q[0] + q[1] * r) + r2 * ((q[2] + q[3] * r) + r2 * (q[4] + q[5] * r))
-    p = _ONE_F + (r + r2 * poly)
+    one_r = _ONE_F + r
+    p = one_r + (((_ONE_F - one_r) + r) + (r_lo + r2 * poly))
     k2 = k >> 1
     k1 = k - k2
     y = p * i32_as_f32((k1 + 127) << 23) * i32_as_f32((k2 + 127) << 23)
@@ -291,3 +304,20 @@ def fp_flags_restore(typingctx, saved):
         return context.get_dummy_value()
 
     return types.void(types.int32), codegen
+
+
+@intrinsic
+def max_no_nan(typingctx, a, b):
+    """``max(a, b)`` for floats known not to be NaN (LLVM ``maxnum`` with the
+    ``nnan`` flag), which LLVM vectorizes as a reduction.  With a NaN
+    operand the result is unspecified: callers detect NaN otherwise."""
+    if not (isinstance(a, types.Float) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = args[0].type
+        name = "llvm.maxnum.f64" if isinstance(ty, ir.DoubleType) else "llvm.maxnum.f32"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty]), name)
+        return builder.call(fn, args, fastmath=("nnan", "nsz"))
+
+    return a(a, b), codegen

@@ -180,8 +180,15 @@ import softjit.gufuncs
 elapsed = time.perf_counter() - t0
 print(f"import softjit, softjit.gufuncs: {elapsed:.3f} s")
 
-dispatchers = {k: v for k, v in vars(softjit._rows).items() if isinstance(v, Dispatcher)}
-assert len(dispatchers) >= 10, sorted(dispatchers)
+import softjit._fastrows, softjit._grad_rows, softjit._rows, softjit._simd  # noqa: E401
+
+dispatchers = {
+    f"{mod.__name__}.{k}": v
+    for mod in (softjit._rows, softjit._fastrows, softjit._simd, softjit._grad_rows)
+    for k, v in vars(mod).items()
+    if isinstance(v, Dispatcher)
+}
+assert len(dispatchers) >= 40, sorted(dispatchers)
 compiled = {k: d.signatures for k, d in dispatchers.items() if d.signatures != []}
 assert not compiled, f"compiled at import: {compiled}"
 info = softjit.gufuncs._build.cache_info()
@@ -190,7 +197,7 @@ assert elapsed <= 1.0, f"import took {elapsed:.3f} s (> 1 s)"
 
 # The probes above can see compilation: a call compiles, an access builds.
 softjit.softmax(np.array([1.0, 2.0]))
-assert softjit._rows.softmax_rows_serial.signatures != []
+assert softjit._fastrows.softmax_rows_serial.signatures != []
 softjit.gufuncs.logsumexp
 assert softjit.gufuncs._build.cache_info().currsize == 1
 print("CHILD_OK")
@@ -262,7 +269,7 @@ for shape in SHAPES:
 # Both drivers really ran.
 for kind in ("softmax", "log_softmax", "logsumexp"):
     for driver in ("serial", "parallel"):
-        d = getattr(softjit._rows, f"{kind}_rows_{driver}")
+        d = getattr(softjit._fastrows, f"{kind}_rows_{driver}")
         assert d.signatures, f"{kind}_rows_{driver} never ran"
 print("CHILD_OK")
 """
@@ -451,8 +458,9 @@ print("CHILD_OK")
 """
 
 
-@pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
-def test_threads_concurrent_calls(tmp_path, layer):
+def require_layer(tmp_path: Path, layer: str) -> dict[str, str]:
+    """Skip unless numba's threading ``layer`` loads here (``workqueue``, built
+    into numba, must); return the environment that selects it in a child."""
     env = {"NUMBA_THREADING_LAYER": layer, "CHILD_HANG_DUMP": str(CHILD_TIMEOUT - 30)}
     probe = _run_child(
         tmp_path, _LAYER_PROBE_SCRIPT, name="layer_probe.py", env=env, timeout=120, check=False
@@ -464,4 +472,14 @@ def test_threads_concurrent_calls(tmp_path, layer):
         if layer == "workqueue":
             pytest.fail(f"numba's built-in workqueue threading layer failed to load: {reason}")
         pytest.skip(f"numba threading layer {layer!r} cannot be loaded here: {reason}")
+    return env
+
+
+#: numba's threading layers; tests skip the ones that cannot be loaded.
+THREADING_LAYERS = ["workqueue", "omp", "tbb"]
+
+
+@pytest.mark.parametrize("layer", THREADING_LAYERS)
+def test_threads_concurrent_calls(tmp_path, layer):
+    env = require_layer(tmp_path, layer)
     _run_child(tmp_path, _THREADS_SCRIPT, name=f"threads_{layer}.py", env=env)

@@ -1,0 +1,864 @@
+"""Losses on logits and scores: cross-entropy, margin ranking and
+multi-margin losses, each with a fused loss-and-gradient form.
+
+The wrappers check the arguments (``TypeError``/``ValueError``/
+``IndexError`` naming them), view the logits as ``(rows, n)`` with the
+class axis last (:mod:`softjit._dispatch`) and run the row kernels of
+:mod:`softjit._grad_rows`.  Per-row losses are accumulated in float64 and
+reduced here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _grad_rows
+from ._derivatives import empty_rows_layout, real_array
+from ._dispatch import rows_input, rows_shape, rows_view
+from ._normalize import as_array, as_mask, kernel_dtype, normalize_axis, result_dtype
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_with_grad",
+    "margin_ranking_loss",
+    "margin_ranking_loss_with_grad",
+    "multi_margin_loss",
+    "multi_margin_loss_with_grad",
+]
+
+Reduction = Literal["none", "mean", "sum"]
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ---------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------
+
+
+def _logits_array(x: ArrayLike, name: str, fn: str) -> np.ndarray:
+    arr = real_array(x, name, fn)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the class axis)")
+    return arr
+
+
+def _class_axis(axis: Any, ndim: int) -> int:
+    if axis is None or isinstance(axis, tuple):
+        raise TypeError(f"axis must be an int (the class axis); got {axis!r}")
+    (ax,) = normalize_axis(axis, ndim)
+    return ax
+
+
+def _reduction(reduction: Any) -> str:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum'; got {reduction!r}")
+    return reduction
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    return float(value)
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int; got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int; got {value!r}") from None
+
+
+def _weights(weight: Any, n_classes: int) -> np.ndarray:
+    w = real_array(weight, "weight", "the weight argument")
+    if w.shape != (n_classes,):
+        raise ValueError(
+            f"weight must be a 1-D array of length {n_classes} (one per class); "
+            f"got shape {w.shape}"
+        )
+    return np.ascontiguousarray(w, dtype=np.float64)
+
+
+def _class_targets(
+    target: np.ndarray, n_classes: int, ignore_index: int | None
+) -> np.ndarray:
+    """Integer class targets as a flat int64 array (C order), checked to lie
+    in ``[0, n_classes)``; ``ignore_index`` entries become -1."""
+    flat = target.reshape(-1)
+    ignored = None
+    if ignore_index is not None:
+        ignored = flat == ignore_index
+    bad = (flat < 0) | (flat >= n_classes)
+    if ignored is not None:
+        bad &= ~ignored
+    if bad.any():
+        k = int(np.argmax(bad))
+        where = np.unravel_index(k, target.shape) if target.ndim else ()
+        extra = "" if ignore_index is None else f" and is not ignore_index={ignore_index}"
+        raise IndexError(
+            f"target {flat[k]} at index {tuple(int(i) for i in where)} is out of range "
+            f"for {n_classes} classes{extra}"
+        )
+    y = flat.astype(np.int64)
+    if ignored is not None:
+        y[ignored] = -1
+    return y
+
+
+def _target_kind(t: np.ndarray, logits_shape: tuple[int, ...], reduced: tuple[int, ...]) -> str:
+    """``"index"`` or ``"prob"`` from the target's shape, with the dtype check."""
+    if t.shape == logits_shape:
+        if t.dtype.kind != "f":
+            raise TypeError(
+                f"target has the logits' shape {logits_shape}, so it holds class "
+                f"probabilities and must be floating point; got dtype {t.dtype} "
+                f"(class-index targets have shape {reduced})"
+            )
+        return "prob"
+    if t.shape == reduced:
+        if t.dtype.kind not in "iu":
+            raise TypeError(
+                f"target has shape {reduced}, so it holds class indices and must be "
+                f"an integer array; got dtype {t.dtype} (probability targets have the "
+                f"logits' shape {logits_shape})"
+            )
+        return "index"
+    raise ValueError(
+        f"target must have shape {reduced} (class indices) or {logits_shape} "
+        f"(class probabilities); got {t.shape}"
+    )
+
+
+def _index_target(target: Any, reduced: tuple[int, ...]) -> np.ndarray:
+    t = as_array(target, "target")
+    if t.shape != reduced:
+        raise ValueError(f"target must have shape {reduced} (class indices); got {t.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target must be an integer array of class indices; got dtype {t.dtype}")
+    return t
+
+
+def _reduce(
+    loss_rows: np.ndarray,
+    reduction: str,
+    denom: float,
+    reduced: tuple[int, ...],
+    res_dt: np.dtype,
+) -> Any:
+    """The loss from the float64 per-row losses: per row, summed, or summed
+    and divided by ``denom``; a numpy scalar of ``res_dt`` when 0-d."""
+    if reduction == "none":
+        res = loss_rows.astype(res_dt).reshape(reduced)
+        return res[()] if res.ndim == 0 else res
+    with np.errstate(all="ignore"):
+        total = float(np.sum(loss_rows))
+        if reduction == "mean":
+            total = total / denom if denom != 0 else math.nan
+        return res_dt.type(total)
+
+
+def _grad_out(grad: np.ndarray | None, res_dt: np.dtype) -> np.ndarray | None:
+    return None if grad is None else grad.astype(res_dt, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# Cross-entropy
+# ---------------------------------------------------------------------------
+
+
+def _cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    axis: int,
+    label_smoothing: float,
+    ignore_index: int | None,
+    weight: ArrayLike | None,
+    reduction: str,
+    where: ArrayLike | None,
+    want_grad: bool,
+    fn: str,
+) -> tuple[Any, np.ndarray | None]:
+    x = _logits_array(logits, "logits", fn)
+    ax = _class_axis(axis, x.ndim)
+    axes = (ax,)
+    n_classes = x.shape[ax]
+    reduced = x.shape[:ax] + x.shape[ax + 1 :]
+    t = real_array(target, "target", fn)
+    kind = _target_kind(t, x.shape, reduced)
+    eps = _real(label_smoothing, "label_smoothing")
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
+    red = _reduction(reduction)
+    w = None if weight is None else _weights(weight, n_classes)
+    if ignore_index is not None:
+        ignore_index = _int(ignore_index, "ignore_index")
+        if kind == "prob":
+            raise ValueError(
+                "ignore_index applies to class-index targets only; "
+                "these targets are class probabilities"
+            )
+
+    y = _class_targets(t, n_classes, ignore_index) if kind == "index" else None
+    mask = None if where is None else as_mask(where, x.shape)
+
+    res_dt = result_dtype(x.dtype)
+    k_dt = kernel_dtype(res_dt)
+    rows, n = rows_shape(x.shape, axes)
+    x2 = rows_input(x.astype(k_dt, copy=False), axes, rows, n)
+    t2 = None if y is not None else rows_input(t.astype(k_dt, copy=False), axes, rows, n)
+    m2 = None if mask is None else rows_input(mask, axes, rows, n)
+
+    # Each row's weight in the mean's denominator (torch: the target class's
+    # weight for index targets, 1 for probability targets); 0 for ignored
+    # targets and rows with no valid class.
+    if n == 0:
+        row_w = np.zeros(rows)
+    elif y is not None:
+        row_w = np.ones(rows) if w is None else w[np.maximum(y, 0)]
+        row_w[y < 0] = 0.0
+    else:
+        row_w = np.ones(rows)
+    if m2 is not None:
+        row_w[~m2.any(axis=1)] = 0.0
+    denom = float(np.sum(row_w))
+    scale = 1.0
+    if red == "mean":
+        scale = 1.0 / denom if denom != 0 else math.nan
+
+    loss_rows = np.zeros(rows)
+    grad = g2 = None
+    if want_grad:
+        grad = empty_rows_layout(x.shape, axes, k_dt)
+        g2 = rows_view(grad, axes, rows, n)
+    if rows * n:
+        _grad_rows.run_drivers(
+            _grad_rows.cross_entropy_rows_serial,
+            _grad_rows.cross_entropy_rows_parallel,
+            rows,
+            rows * n,
+            x2, t2, y, w, eps, scale, m2, loss_rows, g2,
+        )
+    return _reduce(loss_rows, red, denom, reduced, res_dt), _grad_out(grad, res_dt)
+
+
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    axis: int = -1,
+    *,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    where: ArrayLike | None = None,
+) -> Any:
+    r"""Cross-entropy between the softmax of logits and class targets.
+
+    ``torch.nn.functional.cross_entropy`` (TensorFlow's
+    ``softmax_cross_entropy_with_logits``) for numpy arrays: computed from
+    the logits, stably, in one fused pass per sample.  For a sample with
+    logits :math:`x` over :math:`C` classes and effective target mass
+
+    .. math:: q_c = w_c \bigl((1 - \varepsilon)\, t_c + \varepsilon / C\bigr)
+
+    (:math:`t` one-hot at the class index for index targets, :math:`w_c = 1`
+    without weights, :math:`\varepsilon` the label smoothing), the loss is
+
+    .. math:: L = -\sum_c q_c \log \mathrm{softmax}(x)_c
+                = \sum_c q_c \Bigl(\log \sum_k e^{x_k} - x_c\Bigr)
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised log-probabilities, classes along ``axis``.  float32
+        and float64 are computed (in float64) and returned as such; float16
+        is returned as float16; bool and integers give float64.
+    target : array_like
+        Either class indices: an integer array of the logits' shape without
+        ``axis`` (``(N,)`` for ``(N, C)`` logits), each in ``[0, C)`` or
+        equal to ``ignore_index``; or class probabilities: a float array of
+        the logits' shape.
+    axis : int, optional
+        The class axis.  Default ``-1`` (torch's layout ``(N, C, d1, ...)``
+        is ``axis=1``).
+    label_smoothing : float, optional
+        :math:`\varepsilon \in [0, 1]`: the target becomes
+        :math:`(1 - \varepsilon)\, t + \varepsilon / C`.  Default 0.
+    ignore_index : int, optional
+        A class-index value whose samples contribute nothing (loss and
+        gradient 0) and are left out of the mean.  Default: none (torch's
+        default is -100).
+    weight : array_like, optional
+        A weight per class, shape ``(C,)``.
+    reduction : {'none', 'mean', 'sum'}, optional
+        ``'none'``: one loss per sample (the logits' shape without
+        ``axis``); ``'sum'``: their sum; ``'mean'`` (default): for index
+        targets the sum divided by the summed weights :math:`w_{t_n}` of the
+        non-ignored samples, for probability targets divided by the number
+        of samples -- torch's rules.
+    where : array_like of bool, optional
+        Broadcastable to the logits' shape.  Entries where it is False are
+        absent classes: they take no part in the softmax (probability 0),
+        get no label-smoothing mass (:math:`C` counts a sample's valid
+        classes) and a zero gradient; target mass on an absent class gives
+        an infinite loss.  A sample with no valid class is skipped like an
+        ignored one, so ``where=keep[:, None]`` drops whole samples.
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        The loss, of the logits' float dtype: a scalar for ``'mean'`` and
+        ``'sum'``, one value per sample for ``'none'``.  The mean is NaN
+        when no sample counts (e.g. all ignored), as in torch.
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index``.
+    TypeError
+        Class-index targets that are not integers, probability targets that
+        are not floats, complex logits.
+    ValueError
+        A target of another shape, a weight of the wrong length, a bad
+        ``reduction`` or ``label_smoothing``, ``ignore_index`` with
+        probability targets.
+
+    See Also
+    --------
+    cross_entropy_with_grad : the loss and its gradient in one pass.
+    softjit.log_softmax : the log-probabilities themselves.
+
+    Notes
+    -----
+    :math:`\log\sum_k e^{x_k} - x_c` is formed as :math:`(m - x_c) +
+    \log(1 + s)`, with :math:`m` the row maximum and :math:`s` the sum of
+    the other terms' :math:`e^{x_k - m}`, so huge logits are exact.  A class
+    without target mass takes no part, even when its logit is ``-inf``
+    (finite loss, no NaN); mass on a ``-inf`` logit gives ``inf``.  A NaN
+    logit or target makes its sample's loss NaN (and so the mean or sum).
+    No RuntimeWarning is emitted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softjit
+    >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
+    >>> float(softjit.cross_entropy(logits, [0, 1]))
+    0.3185397696491856
+    >>> softjit.cross_entropy(logits, [0, 1], reduction="none")
+    array([0.41703002, 0.22004952])
+
+    It is ``-sum(target * log_softmax(logits))``, for probability targets
+    too:
+
+    >>> p = np.array([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0]])
+    >>> softjit.cross_entropy(logits, p, reduction="none")
+    array([0.80703002, 0.22004952])
+    >>> -(p * softjit.log_softmax(logits)).sum(axis=-1)
+    array([0.80703002, 0.22004952])
+
+    Huge logits and impossible classes:
+
+    >>> float(softjit.cross_entropy([1000.0, 0.0], 1))
+    1000.0
+    >>> float(softjit.cross_entropy([-np.inf, 1.0, 1.0], 2))
+    0.6931471805599453
+
+    Weights, label smoothing and ignored samples, as torch computes them:
+
+    >>> x3 = np.vstack([logits, [9.0, 9.0, 9.0]])
+    >>> float(softjit.cross_entropy(x3, [0, 1, -100], weight=[1.0, 2.0, 0.5],
+    ...                             ignore_index=-100, label_smoothing=0.1))
+    0.3491362563350538
+    """
+    loss, _ = _cross_entropy(
+        logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
+        want_grad=False, fn="cross_entropy",
+    )
+    return loss
+
+
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    axis: int = -1,
+    *,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    where: ArrayLike | None = None,
+) -> tuple[Any, np.ndarray]:
+    r"""Cross-entropy and its gradient with respect to the logits, in one pass.
+
+    The loss is that of :func:`cross_entropy` (same arguments, same rules).
+    With :math:`q` the effective target mass of a sample (see there), its
+    gradient is
+
+    .. math:: \frac{\partial L}{\partial x_c}
+              = \Bigl(\sum_k q_k\Bigr) \mathrm{softmax}(x)_c - q_c
+
+    -- ``softmax(x) - onehot(t)`` in the plain case -- divided by the
+    mean's denominator for ``reduction='mean'``.  One fused kernel computes
+    both: each sample's logits are read twice and its gradient written
+    once; the softmax is not stored separately.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised log-probabilities, classes along ``axis``.
+    target : array_like
+        Class indices (integer, the logits' shape without ``axis``) or
+        class probabilities (float, the logits' shape).
+    axis : int, optional
+        The class axis.  Default ``-1``.
+    label_smoothing : float, optional
+        :math:`\varepsilon \in [0, 1]`.  Default 0.
+    ignore_index : int, optional
+        A class-index value whose samples contribute nothing.
+    weight : array_like, optional
+        A weight per class, shape ``(C,)``.
+    reduction : {'none', 'mean', 'sum'}, optional
+        As :func:`cross_entropy`.  Default ``'mean'``.
+    where : array_like of bool, optional
+        Absent classes, as :func:`cross_entropy`; they get a zero gradient.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        As :func:`cross_entropy`.
+    dlogits : ndarray
+        The logits' shape and float dtype: the gradient of ``loss``
+        (``'mean'``, ``'sum'``), or of ``loss.sum()`` for ``'none'`` (each
+        sample's slice is the gradient of its own loss).  Ignored samples
+        and absent classes get 0; a sample with a NaN logit gets NaN.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As :func:`cross_entropy`.
+
+    See Also
+    --------
+    cross_entropy : the loss alone.
+    log_softmax_vjp : the gradient through log_softmax for any upstream
+        gradient.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softjit
+    >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
+    >>> loss, dlogits = softjit.cross_entropy_with_grad(logits, [0, 1])
+    >>> float(loss)
+    0.3185397696491856
+    >>> dlogits                     # (softmax(logits) - onehot([0, 1])) / 2
+    array([[-0.17049943,  0.12121649,  0.04928295],
+           [ 0.05430187, -0.09876047,  0.04445861]])
+
+    A small step against the gradient lowers the loss:
+
+    >>> float(softjit.cross_entropy(logits - 0.5 * dlogits, [0, 1])) < float(loss)
+    True
+    """
+    loss, grad = _cross_entropy(
+        logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
+        want_grad=True, fn="cross_entropy_with_grad",
+    )
+    assert grad is not None
+    return loss, grad
+
+
+# ---------------------------------------------------------------------------
+# Margin ranking loss
+# ---------------------------------------------------------------------------
+
+
+def _margin_ranking(
+    scores: ArrayLike,
+    margin: float,
+    positive: int,
+    axis: int,
+    reduction: str,
+    want_grad: bool,
+    fn: str,
+) -> tuple[Any, np.ndarray | None]:
+    s = _logits_array(scores, "scores", fn)
+    ax = _class_axis(axis, s.ndim)
+    axes = (ax,)
+    n = s.shape[ax]
+    pos = _int(positive, "positive")
+    if not -n <= pos < n:
+        raise IndexError(f"positive={positive} is out of range for rows of {n} scores")
+    pos %= n
+    mg = _real(margin, "margin")
+    red = _reduction(reduction)
+    reduced = s.shape[:ax] + s.shape[ax + 1 :]
+    res_dt = result_dtype(s.dtype)
+    k_dt = kernel_dtype(res_dt)
+    rows, _ = rows_shape(s.shape, axes)
+    s2 = rows_input(s.astype(k_dt, copy=False), axes, rows, n)
+    scale = 1.0
+    if red == "mean":
+        scale = 1.0 / rows if rows else math.nan
+    loss_rows = np.zeros(rows)
+    grad = g2 = None
+    if want_grad:
+        grad = empty_rows_layout(s.shape, axes, k_dt)
+        g2 = rows_view(grad, axes, rows, n)
+    if rows * n:
+        _grad_rows.run_drivers(
+            _grad_rows.margin_ranking_rows_serial,
+            _grad_rows.margin_ranking_rows_parallel,
+            rows,
+            rows * n,
+            s2, pos, mg, scale, loss_rows, g2,
+        )
+    return _reduce(loss_rows, red, float(rows), reduced, res_dt), _grad_out(grad, res_dt)
+
+
+
+def margin_ranking_loss(
+    scores: ArrayLike,
+    margin: float = 1.0,
+    positive: int = 0,
+    axis: int = -1,
+    reduction: Reduction = "sum",
+) -> Any:
+    r"""Max-margin ranking loss: one positive against ``N`` negatives per example.
+
+    For each example's scores :math:`s` (the positive at index :math:`p`,
+    the others negatives) and margin :math:`m`:
+
+    .. math:: L = \sum_{j \ne p} \max(0,\; m - s_p + s_j)
+
+    vectorized over a batch of any shape.
+
+    Parameters
+    ----------
+    scores : array_like
+        Scores with ``N + 1`` entries along ``axis`` for each example.
+    margin : float, optional
+        The margin by which the positive should beat every negative.
+        Default 1.
+    positive : int, optional
+        Index of the positive score along ``axis`` (negative values count
+        from the end).  Default 0.
+    axis : int, optional
+        The axis holding each example's scores.  Default ``-1``.
+    reduction : {'none', 'mean', 'sum'}, optional
+        ``'none'``: one loss per example (the scores' shape without
+        ``axis``); ``'sum'`` (default): their sum; ``'mean'``: their mean
+        over the examples.  (torch's ``margin_ranking_loss`` with
+        ``reduction='mean'`` averages over the ``N`` pairs of each example
+        too: divide by ``N`` for that.)
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        The loss, of the scores' float dtype.  An example with a NaN score
+        has a NaN loss (a ``relu``-based loss would hide it as 0).
+
+    Raises
+    ------
+    IndexError
+        ``positive`` outside the rows.
+    TypeError
+        Non-integer ``positive``, non-real ``margin``, complex scores.
+    ValueError
+        A bad ``reduction``, 0-d scores.
+
+    See Also
+    --------
+    margin_ranking_loss_with_grad : the loss and its gradient.
+    multi_margin_loss : torch's multi-class margin loss.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softjit
+    >>> scores = np.array([0.5, 0.2, -0.1, 1.0, -0.5, 0.3]).reshape(2, 3)
+    >>> softjit.margin_ranking_loss(scores, reduction="none")  # [0.7 + 0.4, 0 + 0.3]
+    array([1.1, 0.3])
+    >>> round(float(softjit.margin_ranking_loss(scores)), 12)
+    1.4
+    >>> float(softjit.margin_ranking_loss([0.0, np.nan, -5.0]))
+    nan
+    """
+    loss, _ = _margin_ranking(
+        scores, margin, positive, axis, reduction, want_grad=False, fn="margin_ranking_loss"
+    )
+    return loss
+
+
+def margin_ranking_loss_with_grad(
+    scores: ArrayLike,
+    margin: float = 1.0,
+    positive: int = 0,
+    axis: int = -1,
+    reduction: Reduction = "sum",
+) -> tuple[Any, np.ndarray]:
+    r"""The margin ranking loss and its gradient with respect to the scores.
+
+    The loss is that of :func:`margin_ranking_loss`; its gradient is
+
+    .. math:: \frac{\partial L}{\partial s_j} = [\,m - s_p + s_j > 0\,]
+              \quad (j \ne p), \qquad
+              \frac{\partial L}{\partial s_p}
+              = -\sum_{j \ne p} [\,m - s_p + s_j > 0\,]
+
+    (0 at the kink :math:`m - s_p + s_j = 0`, as in torch), divided by the
+    number of examples for ``reduction='mean'``.
+
+    Parameters
+    ----------
+    scores : array_like
+        Scores with ``N + 1`` entries along ``axis`` for each example.
+    margin : float, optional
+        Default 1.
+    positive : int, optional
+        Index of the positive score along ``axis``.  Default 0.
+    axis : int, optional
+        The axis holding each example's scores.  Default ``-1``.
+    reduction : {'none', 'mean', 'sum'}, optional
+        As :func:`margin_ranking_loss`.  Default ``'sum'``.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        As :func:`margin_ranking_loss`.
+    dscores : ndarray
+        The scores' shape and float dtype: the gradient of ``loss`` (of
+        ``loss.sum()`` for ``'none'``).  NaN for an example with a NaN score.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As :func:`margin_ranking_loss`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softjit
+    >>> scores = np.array([0.5, 0.2, -0.1, 1.0, -0.5, 0.3]).reshape(2, 3)
+    >>> loss, dscores = softjit.margin_ranking_loss_with_grad(scores)
+    >>> dscores
+    array([[-2.,  1.,  1.],
+           [-1.,  0.,  1.]])
+    """
+    loss, grad = _margin_ranking(
+        scores, margin, positive, axis, reduction, want_grad=True,
+        fn="margin_ranking_loss_with_grad",
+    )
+    assert grad is not None
+    return loss, grad
+
+
+# ---------------------------------------------------------------------------
+# Multi-margin loss
+# ---------------------------------------------------------------------------
+
+
+def _multi_margin(
+    logits: ArrayLike,
+    target: ArrayLike,
+    p: int,
+    margin: float,
+    weight: ArrayLike | None,
+    reduction: str,
+    axis: int,
+    want_grad: bool,
+    fn: str,
+) -> tuple[Any, np.ndarray | None]:
+    x = _logits_array(logits, "logits", fn)
+    ax = _class_axis(axis, x.ndim)
+    axes = (ax,)
+    n_classes = x.shape[ax]
+    reduced = x.shape[:ax] + x.shape[ax + 1 :]
+    t = _index_target(target, reduced)
+    pp = _int(p, "p")
+    if pp not in (1, 2):
+        raise ValueError(f"p must be 1 or 2; got {p!r}")
+    mg = _real(margin, "margin")
+    red = _reduction(reduction)
+    w = None if weight is None else _weights(weight, n_classes)
+    y = _class_targets(t, n_classes, None)
+    res_dt = result_dtype(x.dtype)
+    k_dt = kernel_dtype(res_dt)
+    rows, n = rows_shape(x.shape, axes)
+    x2 = rows_input(x.astype(k_dt, copy=False), axes, rows, n)
+    scale = 1.0
+    if red == "mean":
+        scale = 1.0 / rows if rows else math.nan
+    loss_rows = np.zeros(rows)
+    grad = g2 = None
+    if want_grad:
+        grad = empty_rows_layout(x.shape, axes, k_dt)
+        g2 = rows_view(grad, axes, rows, n)
+    if rows * n:
+        _grad_rows.run_drivers(
+            _grad_rows.multi_margin_rows_serial,
+            _grad_rows.multi_margin_rows_parallel,
+            rows,
+            rows * n,
+            x2, y, pp, mg, w, scale, loss_rows, g2,
+        )
+    return _reduce(loss_rows, red, float(rows), reduced, res_dt), _grad_out(grad, res_dt)
+
+
+
+def multi_margin_loss(
+    logits: ArrayLike,
+    target: ArrayLike,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    axis: int = -1,
+) -> Any:
+    r"""Multi-class hinge loss, as ``torch.nn.functional.multi_margin_loss``.
+
+    For each sample's scores :math:`x` over :math:`C` classes, target class
+    :math:`y` and margin :math:`m`:
+
+    .. math:: L = \frac{w_y}{C} \sum_{i \ne y} \max(0,\; m - x_y + x_i)^p
+
+    (:math:`w_y = 1` without weights; torch's implementation, like this
+    one, multiplies the weight outside the power).
+
+    Parameters
+    ----------
+    logits : array_like
+        Scores, classes along ``axis``.
+    target : array_like of int
+        Class indices: the logits' shape without ``axis``, each in
+        ``[0, C)``.
+    p : {1, 2}, optional
+        The power of the hinge.  Default 1.
+    margin : float, optional
+        Default 1.
+    weight : array_like, optional
+        A weight per class, shape ``(C,)``.
+    reduction : {'none', 'mean', 'sum'}, optional
+        ``'none'``: one loss per sample (the logits' shape without
+        ``axis``); ``'sum'``: their sum; ``'mean'`` (default): their mean
+        over the samples (not divided by the weights, as in torch).
+    axis : int, optional
+        The class axis.  Default ``-1``.
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        The loss, of the logits' float dtype.  A sample with a NaN score has
+        a NaN loss (torch counts a NaN term as 0).
+
+    Raises
+    ------
+    IndexError
+        A target outside ``[0, C)``.
+    TypeError
+        Non-integer targets, complex logits.
+    ValueError
+        A target of the wrong shape, a weight of the wrong length, ``p``
+        other than 1 or 2, a bad ``reduction``.
+
+    See Also
+    --------
+    multi_margin_loss_with_grad : the loss and its gradient.
+    margin_ranking_loss : one positive against ``N`` negatives.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softjit
+    >>> x = np.array([[0.1, 0.2, 0.4, 0.8], [0.5, -1.0, 0.0, 0.3]])
+    >>> softjit.multi_margin_loss(x, [3, 0], reduction="none")
+    array([0.325, 0.325])
+    >>> float(softjit.multi_margin_loss(x, [3, 0], p=2))
+    0.1875
+    """
+    loss, _ = _multi_margin(
+        logits, target, p, margin, weight, reduction, axis, want_grad=False,
+        fn="multi_margin_loss",
+    )
+    return loss
+
+
+def multi_margin_loss_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    *,
+    axis: int = -1,
+) -> tuple[Any, np.ndarray]:
+    r"""The multi-margin loss and its gradient with respect to the logits.
+
+    The loss is that of :func:`multi_margin_loss`.  With
+    :math:`z_i = m - x_y + x_i`, its gradient is
+
+    .. math:: \frac{\partial L}{\partial x_i} = \frac{w_y}{C}\, p\, z_i^{p-1}
+              [\,z_i > 0\,] \quad (i \ne y), \qquad
+              \frac{\partial L}{\partial x_y}
+              = -\sum_{i \ne y} \frac{\partial L}{\partial x_i}
+
+    divided by the number of samples for ``reduction='mean'``.
+
+    Parameters
+    ----------
+    logits : array_like
+        Scores, classes along ``axis``.
+    target : array_like of int
+        Class indices, the logits' shape without ``axis``.
+    p : {1, 2}, optional
+        Default 1.
+    margin : float, optional
+        Default 1.
+    weight : array_like, optional
+        A weight per class, shape ``(C,)``.
+    reduction : {'none', 'mean', 'sum'}, optional
+        As :func:`multi_margin_loss`.  Default ``'mean'``.
+    axis : int, optional
+        The class axis.  Default ``-1``.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        As :func:`multi_margin_loss`.
+    dlogits : ndarray
+        The logits' shape and float dtype: the gradient of ``loss`` (of
+        ``loss.sum()`` for ``'none'``).  NaN for a sample with a NaN score.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As :func:`multi_margin_loss`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softjit
+    >>> x = np.array([[0.1, 0.2, 0.4, 0.8], [0.5, -1.0, 0.0, 0.3]])
+    >>> loss, dlogits = softjit.multi_margin_loss_with_grad(x, [3, 0])
+    >>> dlogits
+    array([[ 0.125,  0.125,  0.125, -0.375],
+           [-0.25 ,  0.   ,  0.125,  0.125]])
+    """
+    loss, grad = _multi_margin(
+        logits, target, p, margin, weight, reduction, axis, want_grad=True,
+        fn="multi_margin_loss_with_grad",
+    )
+    assert grad is not None
+    return loss, grad
