@@ -35,19 +35,30 @@ from numba.extending import overload
 
 from . import _rows
 from ._options import LONG_ROW_CHUNK, PARALLEL, REDUCE, SERIAL, SUM_BLOCK
-from ._simd import exp_neg_f64, exp_neg_f64_for_f32, max_no_nan, unit_stride_view
+from ._simd import exp_neg_f64_2, exp_neg_f64_for_f32, max_no_nan, two_diff, unit_stride_view
 
 
-def shifted_exp(d, x):
-    """``exp(d)`` for ``d <= 0``, as precise as ``x``'s dtype needs (numba only)."""
+def shifted_exp(v, m, inv_t, x):
+    """``exp((v - m) * inv_t)`` for ``v <= m``, as precise as the dtype of
+    the array ``x`` needs (numba only).
+
+    float64: ``v - m`` is formed exactly (a double-double), so the result's
+    error does not grow with ``|v - m|``; float32: ``v - m`` is exact in
+    float64 and a shorter ``exp`` suffices for float32 results.
+    """
     raise NotImplementedError("shifted_exp is only callable from numba code")
 
 
 @overload(shifted_exp)
-def _shifted_exp_impl(d, x):
+def _shifted_exp_impl(v, m, inv_t, x):
     if isinstance(x, types.Array) and x.dtype == types.float32:
-        return lambda d, x: exp_neg_f64_for_f32(d)
-    return lambda d, x: exp_neg_f64(d)
+        return lambda v, m, inv_t, x: exp_neg_f64_for_f32((np.float64(v) - m) * inv_t)
+
+    def impl(v, m, inv_t, x):
+        d, d_lo = two_diff(v, m)
+        return exp_neg_f64_2(d * inv_t, d_lo * inv_t)
+
+    return impl
 
 
 # ---------------------------------------------------------------- blocks
@@ -75,13 +86,17 @@ def neumaier_add(s, c, v):
 
 @njit(**REDUCE)
 def exp_store_block(x, lo, hi, m, inv_t, dst):
-    """``dst[i] = exp((x[i] - m) * inv_t)`` for ``lo <= i < hi``; their sum."""
+    """``dst[i] = exp((x[i] - m) * inv_t)`` for ``lo <= i < hi``; return
+    ``(sum of the terms of entries != m, count of entries == m)``."""
     s = 0.0
+    k = 0
     for i in range(lo, hi):
-        e = shifted_exp((np.float64(x[i]) - m) * inv_t, x)
+        v = x[i]
+        e = shifted_exp(v, m, inv_t, x)
         dst[i] = e
-        s += e
-    return s
+        s += e if v != m else 0.0
+        k += 1 if v == m else 0
+    return s, k
 
 
 @njit(**REDUCE)
@@ -93,10 +108,10 @@ def exp_sum_block(x, lo, hi, m, inv_t):
     s = 0.0
     k = 0
     for i in range(lo, hi):
-        d = (np.float64(x[i]) - m) * inv_t
-        e = shifted_exp(d, x)
-        s += e if d != 0.0 else 0.0
-        k += 1 if d == 0.0 else 0
+        v = x[i]
+        e = shifted_exp(v, m, inv_t, x)
+        s += e if v != m else 0.0
+        k += 1 if v == m else 0
     return s, k
 
 
@@ -106,9 +121,12 @@ def exp_store(x, m, inv_t, dst):
     n = x.shape[0]
     s = 0.0
     c = 0.0
+    k = 0
     for lo in range(0, n, SUM_BLOCK):
-        s, c = neumaier_add(s, c, exp_store_block(x, lo, min(lo + SUM_BLOCK, n), m, inv_t, dst))
-    return s + c
+        v, kb = exp_store_block(x, lo, min(lo + SUM_BLOCK, n), m, inv_t, dst)
+        s, c = neumaier_add(s, c, v)
+        k += kb
+    return s + c, k
 
 
 @njit(**SERIAL)
@@ -146,13 +164,13 @@ def shift_inplace(a, m, inv_t, lse, lo, hi):
 @njit(**SERIAL)
 def exp_scale_into(x, m, inv_t, r, out, lo, hi):
     for i in range(lo, hi):
-        out[i] = shifted_exp((np.float64(x[i]) - m) * inv_t, x) * r
+        out[i] = shifted_exp(x[i], m, inv_t, x) * r
 
 
 @njit(**SERIAL)
 def exp_scale_inplace(a, m, inv_t, r, lo, hi):
     for i in range(lo, hi):
-        a[i] = shifted_exp((np.float64(a[i]) - m) * inv_t, a) * r
+        a[i] = shifted_exp(a[i], m, inv_t, a) * r
 
 
 # ------------------------------------------------------------------ rows
@@ -166,9 +184,9 @@ def softmax_row(x, out, t, inv_t, scratch):
         return
     m = row_max(x)
     if -np.inf < m < np.inf:
-        s = exp_store(x, m, inv_t, scratch)
+        s, k = exp_store(x, m, inv_t, scratch)
         if s == s:
-            scale_into(scratch, 1.0 / s, out, 0, n)
+            scale_into(scratch, 1.0 / (s + k), out, 0, n)
             return
     _rows.softmax_row(x, out, t, None)
 

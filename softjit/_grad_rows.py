@@ -27,6 +27,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import _fastrows
 from ._options import PARALLEL, PARALLEL_LOCK, PARALLEL_MIN_ELEMENTS, SERIAL, parallel_allowed
 from ._rows import mask_row as row_of  # row r of a 2-D array, or None (numba only)
 
@@ -281,6 +282,59 @@ def cross_entropy_rows_parallel(x, t, y, w, eps, scale, mask, loss, grad):
 
 
 @njit(**SERIAL)
+def cross_entropy_index_row(x, y, scale, grad, scratch):
+    """Vectorized cross-entropy of a unit-stride logits row with the class
+    index ``y`` (``y < 0``: ignored), no weights, smoothing or mask; writes
+    ``scale * d(loss)/dx`` into the unit-stride ``grad`` unless it is None.
+
+    loss = (max - x[y]) + log1p(sum of the other terms), the softmax in the
+    float64 ``scratch`` row; special rows go to :func:`cross_entropy_row`.
+    """
+    if y >= 0 and x.shape[0] > 0:
+        m = _fastrows.row_max(x)
+        if -np.inf < m < np.inf:
+            s, k = _fastrows.exp_store(x, m, 1.0, scratch)
+            if s == s:
+                if grad is not None:
+                    _fastrows.scale_into(scratch, scale / (s + k), grad, 0, x.shape[0])
+                    grad[y] = np.float64(grad[y]) - scale
+                return (m - np.float64(x[y])) + math.log1p(s + (k - 1))
+    return cross_entropy_row(x, None, y, None, 0.0, scale, None, grad)
+
+
+@njit(**SERIAL)
+def cross_entropy_index_rows_range(x, y, scale, loss, grad, lo, hi):
+    n = x.shape[1]
+    scratch = np.empty(n)
+    xbuf = _fastrows.row_buffer(x, n)
+    if grad is None:
+        for r in range(lo, hi):
+            loss[r] = cross_entropy_index_row(_fastrows.unit_row(x[r], xbuf), y[r], scale,
+                                              None, scratch)
+    else:
+        gbuf = _fastrows.row_buffer(grad, n)
+        for r in range(lo, hi):
+            g = _fastrows.unit_row(grad[r], gbuf)
+            loss[r] = cross_entropy_index_row(_fastrows.unit_row(x[r], xbuf), y[r], scale, g,
+                                              scratch)
+            _fastrows.write_back(grad[r], g)
+
+
+@njit(**SERIAL)
+def cross_entropy_index_rows_serial(x, y, scale, loss, grad):
+    """:func:`cross_entropy_index_row` over the rows (``grad`` may be None)."""
+    cross_entropy_index_rows_range(x, y, scale, loss, grad, 0, x.shape[0])
+
+
+@njit(**PARALLEL)
+def cross_entropy_index_rows_parallel(x, y, scale, loss, grad, nblocks):
+    rows = x.shape[0]
+    for b in prange(nblocks):
+        cross_entropy_index_rows_range(x, y, scale, loss, grad, b * rows // nblocks,
+                                       (b + 1) * rows // nblocks)
+
+
+@njit(**SERIAL)
 def cross_entropy_label_row(x, label, grad):
     """Unweighted cross-entropy for the gufunc layer: NaN (and a NaN
     gradient) for a label outside ``[0, n)``, since a gufunc cannot raise."""
@@ -288,7 +342,13 @@ def cross_entropy_label_row(x, label, grad):
         if grad is not None:
             fill_row(grad, None, np.nan)
         return np.nan
-    return cross_entropy_row(x, None, label, None, 0.0, 1.0, None, grad)
+    scratch = np.empty(x.shape[0])
+    if grad is None:
+        return cross_entropy_index_row(_fastrows.as_unit(x), label, 1.0, None, scratch)
+    g = _fastrows.as_unit(grad)
+    loss = cross_entropy_index_row(_fastrows.as_unit(x), label, 1.0, g, scratch)
+    _fastrows.write_back(grad, g)
+    return loss
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import numbers
 import operator
 from typing import Any, Literal
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -239,7 +240,17 @@ def _cross_entropy(
     if want_grad:
         grad = empty_rows_layout(x.shape, axes, k_dt)
         g2 = rows_view(grad, axes, rows, n)
-    if rows * n:
+    if rows * n and y is not None and w is None and eps == 0.0 and m2 is None:
+        # The common case: vectorized kernels (class indices, no options).
+        _grad_rows.run_drivers(
+            _grad_rows.cross_entropy_index_rows_serial,
+            lambda *args: _grad_rows.cross_entropy_index_rows_parallel(
+                *args, min(rows, 4 * numba.get_num_threads())),
+            rows,
+            rows * n,
+            x2, y, scale, loss_rows, g2,
+        )
+    elif rows * n:
         _grad_rows.run_drivers(
             _grad_rows.cross_entropy_rows_serial,
             _grad_rows.cross_entropy_rows_parallel,

@@ -77,9 +77,9 @@ GUFUNC = {
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
 #: Sums are accumulated in blocks of this many terms (vectorized partial
-#: sums), the block sums with a compensated (Neumaier) sum: row sums stay
-#: within a few ulp at any row length.
-SUM_BLOCK = 1024
+#: sums of a few terms each), the block sums with a compensated (Neumaier)
+#: sum: the sum's error stays near one rounding at any row length.
+SUM_BLOCK = 64
 
 #: Rows at least this long use the long-row kernels: two passes over the
 #: row in chunks of ``LONG_ROW_CHUNK`` elements (an online max/sum, then

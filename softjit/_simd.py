@@ -192,6 +192,24 @@ def exp_neg_f64(x):
     return _times_pow2(_exp_reduced_q9(r, r_lo), k)
 
 
+@njit(**SERIAL)
+def two_diff(a, b):
+    """``(d, err)`` with ``d + err == a - b`` exactly (Knuth's TwoSum)."""
+    d = a - b
+    bb = d - a
+    return d, (a - (d - bb)) - (b + bb)
+
+
+@njit(**SERIAL)
+def exp_neg_f64_2(d, d_lo):
+    """``exp(d + d_lo)`` for ``d <= 0`` with ``d_lo`` a small correction:
+    the kernels pass ``x - max`` as an exact double-double, so that the
+    rounding of the subtraction (relative error ``|x - max| * 2**-53`` in
+    the result) does not reach the result.  NaN propagates."""
+    r, r_lo, k = _reduce_f64(_EXP64_LO if d < _EXP64_LO else d)
+    return _times_pow2(_exp_reduced_q9(r, r_lo + d_lo), k)
+
+
 _EXP_F32_LO = -708.0  # exp(-708)/s rounds to 0 in float32 like any smaller value
 _LN2 = 0.6931471805599453
 

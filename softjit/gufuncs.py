@@ -126,11 +126,15 @@ def _softmax_jacobian_core(y, out):
 
 
 def _cross_entropy_core(x, label, out):
+    flags = fp_flags_save()
     out[0] = _grad_rows.cross_entropy_label_row(x, label, None)
+    fp_flags_restore(flags)
 
 
 def _cross_entropy_with_grad_core(x, label, loss, grad):
+    flags = fp_flags_save()
     loss[0] = _grad_rows.cross_entropy_label_row(x, label, grad)
+    fp_flags_restore(flags)
 
 
 def _margin_ranking_loss_core(s, pos, margin, out):
