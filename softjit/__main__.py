@@ -1,144 +1,180 @@
-"""``python -m softjit``: environment report, self-check and a short timing
-table against numpy.
+"""``python -m softjit``: softjit's main job, from the command line.
 
-The self-check compares every public function (and the gufunc layer)
-with a plain numpy computation in float64; the exit status is 1 when any
-check fails.
+Sub-commands:
+
+``info``
+    Versions, CPU, numba's threading layer and thread count, and where
+    numba caches the compiled kernels.
+``check``
+    Every public function of softjit and every gufunc against a plain numpy
+    float64 reference (:mod:`softjit._check`); one PASS/FAIL line per
+    function; exit status 1 if any fails.
+``bench``
+    The benchmark grid against numpy, scipy, torch, jax (those installed)
+    and a plain copy, with a progress bar on stderr and the table on
+    stdout; ``--json FILE`` and ``--plot FILE.png`` save the results.
+
+Without a sub-command: ``info``, ``check`` and a benchmark of the short
+grid (about half a minute); ``--no-bench`` skips the benchmark.
+
+Exit status: 0 on success, 1 when a check fails, 2 on a usage error (an
+unknown option or value, an output file that cannot be written) with one
+line on stderr, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-import time
-from collections.abc import Callable
+from typing import NoReturn
 
-import numpy as np
+from softjit import _bench, _check
+
+PROG = "python -m softjit"
+
+EPILOG = """\
+Without a sub-command: info, check and a benchmark of the short grid (about
+half a minute; --no-bench skips it).  Each sub-command has its own --help.
+
+exit status: 0 success, 1 a check failed, 2 usage error (bad option, output
+file that cannot be written), 130 interrupted.
+"""
+
+BENCH_EPILOG = """\
+Figures are medians of --repeats timed loops; NAME/softjit above 1 means
+softjit is faster, softjit/copy is softjit's time over a plain copy of the
+same bytes.  Other work on the machine shows up in the figures.
+"""
 
 
-def numpy_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """The textbook numpy softmax, used as the reference and the baseline."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+def usage_error(prog: str, message: str) -> int:
+    """Print ``message`` as one line on stderr; return exit status 2.
+
+    Examples
+    --------
+    >>> usage_error(PROG, "argument --json: cannot write 'out.json'")
+    2
+    """
+    message = " ".join(message.split())
+    print(f"{prog}: error: {message} (see '{prog} --help')", file=sys.stderr)
+    return 2
 
 
-def numpy_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.exit(usage_error(self.prog, message))
 
 
-def numpy_logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)), axis)
+def build_parser() -> Parser:
+    """The parser of ``python -m softjit`` and its sub-commands.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["bench", "--quick", "--json", "out.json"])
+    >>> args.command, args.grid, args.json
+    ('bench', 'quick', 'out.json')
+    >>> build_parser().parse_args([]).command is None  # the main job
+    True
+    """
+    parser = Parser(prog=PROG, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description="softjit's main job: report the environment, check every "
+                    "function\nagainst a numpy float64 reference, and time it.")
+    parser.add_argument("--no-bench", "--no-timing", action="store_true",
+                        help="without a sub-command: run info and check only")
+    sub = parser.add_subparsers(dest="command", title="sub-commands",
+                                metavar="{info,check,bench}")
+    sub.add_parser("info", help="versions, CPU, threading layer, threads, cache directory",
+                   description="Report versions, the CPU, numba's threading layer and "
+                   "thread count, and numba's cache directory.")
+    sub.add_parser("check", help="check every function against a numpy float64 reference",
+                   description="Compare every public function of softjit and every gufunc "
+                   "with a plain numpy float64 reference; print PASS or FAIL per function "
+                   "and exit with status 1 if any fails.")
+    bench = sub.add_parser("bench", help="time softjit against numpy and others",
+                           epilog=BENCH_EPILOG,
+                           description="Time softjit, numpy, scipy, torch and jax (those "
+                           "installed) and a plain copy on the benchmark grid; a progress "
+                           "bar goes to stderr, the table to stdout.")
+    _bench.add_arguments(bench)
+    return parser
 
 
-def info() -> list[str]:
-    """Versions, threading layer and thread count (runs one parallel call)."""
-    import numba
+def info() -> int:
+    """Print the environment; return 0."""
+    print("\n".join(_bench.describe(_bench.environment())))
+    return 0
 
-    import softjit
 
-    softjit.softmax(np.zeros((64, 2048)))  # large enough for the parallel driver
+def check() -> int:
+    """Print one line per checked function; return 0 if all pass, else 1."""
+    print(f"self-check against a plain numpy float64 reference "
+          f"(errors in machine epsilons of the input dtype, limit {_check.TOLERANCE_EPS:g})")
+    results = _check.run_all()
+    for result in results:
+        print(result.line(), flush=True)
+    failed = [r.name for r in results if not r.passed]
+    print(f"self-check: {len(results) - len(failed)} of {len(results)} passed"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run the benchmark that ``args`` selects, print it and save it."""
+    problem = _bench.argument_problem(args)
+    if problem:
+        return usage_error(f"{PROG} bench", problem)
+    result = _bench.run(_bench.selected(args), _bench.only_names(args), args.repeats,
+                        _bench.TextProgress())
+    print("\n".join(_bench.describe(result.environment)))
+    print()
+    print(result.table())
     try:
-        layer = numba.threading_layer()
-    except ValueError:
-        layer = "not initialised"
-    return [
-        f"softjit {softjit.__version__}",
-        f"python {platform.python_version()} ({platform.machine()})",
-        f"numpy {np.__version__}, numba {numba.__version__}",
-        f"numba threading layer: {layer}, threads: {numba.get_num_threads()}",
-        f"cache directory: {numba.config.CACHE_DIR or '__pycache__ beside the package'}",
-    ]
+        _bench.save_outputs(result, args)
+    except OSError as exc:
+        return usage_error(f"{PROG} bench", f"cannot write the results: {exc}")
+    for flag, path in (("results", args.json), ("plot", args.plot)):
+        if path:
+            print(f"{PROG} bench: {flag} written to {path}", file=sys.stderr)
+    return 0
 
 
-def check(seed: int = 0) -> tuple[bool, list[str]]:
-    """Compare softjit with the numpy reference; return (all passed, lines)."""
-    import softjit
-    from softjit import gufuncs
-
-    rng = np.random.default_rng(seed)
-    lines = []
-    ok_all = True
-    cases: list[tuple[str, Callable[[np.ndarray, int], np.ndarray],
-                      Callable[[np.ndarray, int], np.ndarray]]] = [
-        ("softmax", softjit.softmax, numpy_softmax),
-        ("log_softmax", softjit.log_softmax, numpy_log_softmax),
-        ("logsumexp", softjit.logsumexp, numpy_logsumexp),
-        ("gufuncs.softmax", lambda x, axis: gufuncs.softmax(x, axis=axis), numpy_softmax),
-        ("gufuncs.log_softmax", lambda x, axis: gufuncs.log_softmax(x, axis=axis),
-         numpy_log_softmax),
-        ("gufuncs.logsumexp", lambda x, axis: gufuncs.logsumexp(x, axis=axis), numpy_logsumexp),
-    ]
-    for name, ours, theirs in cases:
-        worst = 0.0
-        for dtype, shape, axis in [(np.float64, (14,), -1), (np.float32, (300, 257), -1),
-                                   (np.float64, (40, 30, 20), 1), (np.float32, (500, 300), 0)]:
-            x = (rng.standard_normal(shape) * 10).astype(dtype)
-            want = theirs(x.astype(np.float64), axis)
-            got = ours(x, axis).astype(np.float64)
-            # relative error; for log outputs relative to max(|value|, 1), as
-            # the numpy reference itself has an absolute error of ~eps near 0
-            scale = np.abs(want) + np.finfo(dtype).tiny
-            if "softmax" not in name or "log" in name:
-                scale = np.maximum(scale, 1.0)
-            err = np.max(np.abs(got - want) / scale)
-            worst = max(worst, float(err) / np.finfo(dtype).eps)
-        ok = worst < 64
-        ok_all &= ok
-        lines.append(f"{name:<22}{'PASS' if ok else 'FAIL'}  (max error {worst:.1f} eps)")
-    return ok_all, lines
-
-
-def best_time(fn: Callable[[], object], budget: float = 0.2) -> float:
-    """Best time of one call, repeating for about ``budget`` seconds."""
-    fn()
-    best = float("inf")
-    deadline = time.perf_counter() + budget
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-        if time.perf_counter() > deadline:
-            return best
-
-
-def timing() -> list[str]:
-    """softjit vs numpy and a plain copy of the same bytes."""
-    import softjit
-
-    rng = np.random.default_rng(1)
-    header = ("shape", "dtype", "softjit", "numpy", "copy", "numpy/softjit")
-    lines = ["{:<14}{:<9}{:>10}{:>10}{:>10}{:>15}".format(*header)]
-    for shape, dtype in [((14,), np.float64), ((1000, 100), np.float32),
-                         ((2048, 2048), np.float32), ((2048, 2048), np.float64)]:
-        x = rng.standard_normal(shape).astype(dtype)
-        out = np.empty_like(x)
-        t_ours = best_time(lambda x=x: softjit.softmax(x))
-        t_np = best_time(lambda x=x: numpy_softmax(x))
-        t_copy = best_time(lambda x=x, out=out: np.copyto(out, x))
-        lines.append(f"{shape!s:<14}{np.dtype(dtype).name:<9}{t_ours * 1e3:>8.3f}ms"
-                     f"{t_np * 1e3:>8.3f}ms{t_copy * 1e3:>8.3f}ms{t_np / t_ours:>14.1f}x")
-    return lines
+def main_job(no_bench: bool) -> int:
+    """``info``, ``check`` and the short benchmark; the status of the check."""
+    info()
+    print()
+    status = check()
+    if not no_bench:
+        print("\ntimes per call (median); NAME/softjit above 1: softjit is faster")
+        result = _bench.run(_bench.default_grid("short"), progress=_bench.TextProgress())
+        print(result.table())
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m softjit",
-        description="Report the environment, self-check softjit against numpy, time it.",
-    )
-    parser.add_argument("--no-timing", action="store_true", help="skip the timing table")
-    args = parser.parse_args(argv)
-    print("\n".join(info()))
-    print("\nself-check against the numpy float64 reference")
-    ok, lines = check()
-    print("\n".join(lines))
-    if not args.no_timing:
-        print("\nsoftmax along the last axis, best time per call")
-        print("\n".join(timing()))
-    print("\nself-check " + ("passed" if ok else "FAILED"))
-    return 0 if ok else 1
+    """Run ``python -m softjit`` with ``argv``; return the exit status.
+
+    Examples
+    --------
+    >>> main(["info"])  # doctest: +ELLIPSIS
+    softjit ...
+    numba threading layer: ...
+    0
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "info":
+            return info()
+        if args.command == "check":
+            return check()
+        if args.command == "bench":
+            return bench(args)
+        return main_job(args.no_bench)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def _softmax_family(
     out: np.ndarray | None,
     dtype: DTypeLike,
 ) -> np.ndarray:
-    if _is_dask_array(x):
+    if _is_dask_array(x) or _is_dask_array(where):
         from . import _dask
 
         return _dask.softmax_like(kind, x, axis, temperature, where, out, dtype)

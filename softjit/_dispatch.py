@@ -10,12 +10,20 @@ another thread inside a parallel kernel, run the serial driver.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 
 from . import _fastrows, _rows
-from ._options import LONG_ROW, PARALLEL_LOCK, PARALLEL_MIN_ELEMENTS, parallel_allowed
+from ._options import (
+    LONG_ROW,
+    PARALLEL_LOCK,
+    PARALLEL_MIN_ELEMENTS,
+    SHORT_ROW,
+    parallel_allowed,
+)
 
 
 def moved_last(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -57,36 +65,98 @@ def _unit_rows(*arrays: np.ndarray) -> bool:
     return all(a.strides[1] == a.itemsize for a in arrays)
 
 
-# (serial, parallel, long-row parallel) drivers: the masked ones handle
-# masks; the fast ones everything else, long rows split across threads.
-_MASKED_DRIVERS = {
-    "softmax": (_rows.softmax_rows_serial, _rows.softmax_rows_parallel),
-    "log_softmax": (_rows.log_softmax_rows_serial, _rows.log_softmax_rows_parallel),
-}
-_FAST_DRIVERS = {
-    "softmax": (_fastrows.softmax_rows_serial, _fastrows.softmax_rows_parallel,
-                _fastrows.softmax_long_rows),
-    "log_softmax": (_fastrows.log_softmax_rows_serial, _fastrows.log_softmax_rows_parallel,
-                    _fastrows.log_softmax_long_rows),
-    "logsumexp": (_fastrows.logsumexp_rows_serial, _fastrows.logsumexp_rows_parallel,
-                  _fastrows.logsumexp_long_rows),
-}
+class Drivers(NamedTuple):
+    """The numba drivers of one kernel family."""
+
+    serial: Callable[..., Any]
+    parallel: Callable[..., Any]
+    #: kind for the long-row kernel (unit-stride rows of at least LONG_ROW
+    #: elements, split across threads), or None
+    long_kind: int | None = None
+    #: whether ``parallel`` takes the number of row blocks as last argument
+    takes_blocks: bool = True
 
 
-def _run(drivers: tuple, rows: int, n: int, unit: bool, *args) -> None:
-    """Call the serial, parallel or long-row driver of ``drivers``."""
+# The masked drivers handle masks; the fast ones everything else, long rows
+# split across threads and short rows in flat blocks.
+_MASKED = {
+    "softmax": Drivers(_rows.softmax_rows_serial, _rows.softmax_rows_parallel,
+                       takes_blocks=False),
+    "log_softmax": Drivers(_rows.log_softmax_rows_serial, _rows.log_softmax_rows_parallel,
+                           takes_blocks=False),
+    "logsumexp": Drivers(_rows.logsumexp_rows_serial, _rows.logsumexp_rows_parallel,
+                         takes_blocks=False),
+}
+_FAST = {
+    "softmax": Drivers(_fastrows.softmax_rows_serial, _fastrows.softmax_rows_parallel, 0),
+    "log_softmax": Drivers(_fastrows.log_softmax_rows_serial,
+                           _fastrows.log_softmax_rows_parallel, 1),
+    "logsumexp": Drivers(_fastrows.logsumexp_rows_serial, _fastrows.logsumexp_rows_parallel, 2),
+}
+_SHORT = Drivers(_fastrows.short_rows_serial, _fastrows.short_rows_parallel)
+_SHORT_KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
+_NO_ROWS = np.empty(0)
+
+
+def _run(drivers: Drivers, rows: int, n: int, unit: bool, *args: Any) -> None:
+    """Call the serial, parallel or long-row driver."""
     if _use_parallel(rows, n) and PARALLEL_LOCK.acquire(blocking=False):
         try:
-            if n >= LONG_ROW and unit and len(drivers) > 2:
-                drivers[2](*args)
-            elif len(drivers) > 2:
-                drivers[1](*args, min(rows, 4 * numba.get_num_threads()))
+            if drivers.long_kind is not None and n >= LONG_ROW and unit:
+                _long_rows(drivers.long_kind, *args)
+            elif drivers.takes_blocks:
+                drivers.parallel(*args, min(rows, 4 * numba.get_num_threads()))
             else:
-                drivers[1](*args)
+                drivers.parallel(*args)
         finally:
             PARALLEL_LOCK.release()
     else:
-        drivers[0](*args)
+        drivers.serial(*args)
+
+
+def _long_rows(kind: int, x2: np.ndarray, *args: Any) -> None:
+    """The multi-threaded long-row kernel, from a fast driver's arguments
+    (``out, t`` for softmax/log_softmax, ``res, sign`` for logsumexp)."""
+    if kind == 2:
+        res, sign = args
+        _fastrows.long_rows_parallel(kind, x2, x2[:1], res, sign, 1.0)
+    else:
+        out, t = args
+        _fastrows.long_rows_parallel(kind, x2, out, _NO_ROWS, _NO_ROWS, t)
+
+
+def _short(n: int, *arrays: np.ndarray) -> bool:
+    return n <= SHORT_ROW and all(a.flags.c_contiguous for a in arrays)
+
+
+def _run_short(kind: str, rows: int, n: int, x2: np.ndarray, out2: np.ndarray | None,
+               res: np.ndarray | None = None, sign: np.ndarray | None = None,
+               temperature: float = 1.0) -> None:
+    """The short-row kernels (C-contiguous ``x2``/``out2``, ``n <= SHORT_ROW``)."""
+    if out2 is None:
+        out2 = np.empty((0, 0), x2.dtype)
+    if res is None:
+        res = sign = _NO_ROWS
+    _run(_SHORT, rows, n, True, _SHORT_KIND[kind], x2, out2, res, sign, temperature)
+
+
+#: Arrays with no 2-D view are processed slab by slab along their first axis
+#: (each slab a view) when a slab has at least this many elements, instead
+#: of being copied whole: reducing a middle axis needs no array-sized copy.
+SLAB_MIN_ELEMENTS = 1 << 14
+
+
+def _by_slabs(axes: tuple[int, ...], rows: int, n: int, *arrays: np.ndarray | None) -> bool:
+    """Whether to split along axis 0: it is not reduced, slabs are large,
+    and some array would otherwise need a copy."""
+    x = arrays[0]
+    if x.ndim < 2 or 0 in axes or x.shape[0] < 2 or rows * n // x.shape[0] < SLAB_MIN_ELEMENTS:
+        return False
+    return any(a is not None and rows_view(a, axes, rows, n) is None for a in arrays)
+
+
+def _sub_axes(axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a - 1 for a in axes)
 
 
 def run_rowwise(
@@ -106,6 +176,12 @@ def run_rowwise(
     rows, n = rows_shape(x.shape, axes)
     if rows * n == 0:
         return
+    if _by_slabs(axes, rows, n, x, out, mask):
+        for i in range(x.shape[0]):
+            xi = x[i]
+            run_rowwise(kind, xi, xi if out is x else out[i], _sub_axes(axes), temperature,
+                        None if mask is None else mask[i])
+        return
     x2 = rows_view(x, axes, rows, n)
     x_copied = x2 is None
     if x_copied:
@@ -120,10 +196,12 @@ def run_rowwise(
         staged = o2 is None
         if staged:
             o2 = np.empty((rows, n), out.dtype)
-    if m2 is None:
-        _run(_FAST_DRIVERS[kind], rows, n, _unit_rows(x2, o2), x2, o2, temperature)
+    if m2 is None and _short(n, x2, o2):
+        _run_short(kind, rows, n, x2, o2, temperature=temperature)
+    elif m2 is None:
+        _run(_FAST[kind], rows, n, _unit_rows(x2, o2), x2, o2, temperature)
     else:
-        _run(_MASKED_DRIVERS[kind], rows, n, False, x2, o2, temperature, m2)
+        _run(_MASKED[kind], rows, n, False, x2, o2, temperature, m2)
     if staged:
         moved_out = moved_last(out, axes)
         np.copyto(moved_out, o2.reshape(moved_out.shape))
@@ -143,11 +221,19 @@ def run_logsumexp(
     rows, n = rows_shape(x.shape, axes)
     if rows == 0:
         return
+    if _by_slabs(axes, rows, n, x, b, mask):
+        res_i = res.reshape(x.shape[0], -1)
+        sign_i = sign.reshape(x.shape[0], -1)
+        for i in range(x.shape[0]):
+            run_logsumexp(x[i], None if b is None else b[i], _sub_axes(axes),
+                          None if mask is None else mask[i], res_i[i], sign_i[i])
+        return
     x2 = rows_input(x, axes, rows, n)
     b2 = None if b is None else rows_input(b, axes, rows, n)
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
-    if b2 is None and m2 is None:
-        _run(_FAST_DRIVERS["logsumexp"], rows, n, _unit_rows(x2), x2, res, sign)
+    if b2 is None and m2 is None and _short(n, x2):
+        _run_short("logsumexp", rows, n, x2, None, res, sign)
+    elif b2 is None and m2 is None:
+        _run(_FAST["logsumexp"], rows, n, _unit_rows(x2), x2, res, sign)
     else:
-        drivers = (_rows.logsumexp_rows_serial, _rows.logsumexp_rows_parallel)
-        _run(drivers, rows, n, False, x2, b2, res, sign, m2)
+        _run(_MASKED["logsumexp"], rows, n, False, x2, b2, res, sign, m2)

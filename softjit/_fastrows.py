@@ -1,11 +1,12 @@
 """Vectorized kernels for rows without a mask.
 
-Per row, three passes while the row is in cache:
+Per row, passes while the row is in cache:
 
 1. ``m = max(x)``, vectorized (:func:`softjit._simd.max_no_nan`);
-2. ``e = exp((x - m) / t)`` into a float64 scratch row, summed in blocks of
-   vectorized partial sums joined by a compensated sum;
-3. ``out = e * (1 / sum)``, rounded once to the output dtype.
+2. ``e = exp((x - m) / t)`` into a float64 scratch row (a pure map);
+3. the sum of ``e``, in blocks of vectorized partial sums joined by a
+   compensated sum;
+4. ``out = e * (1 / sum)``, rounded once to the output dtype.
 
 All arithmetic is float64: float32 rows use a shorter ``exp`` that is
 exact enough for float32 results (:mod:`softjit._simd`).  log_softmax and
@@ -34,7 +35,7 @@ from numba.core import types
 from numba.extending import overload
 
 from . import _rows
-from ._options import LONG_ROW_CHUNK, PARALLEL, REDUCE, SERIAL, SUM_BLOCK
+from ._options import LONG_ROW, LONG_ROW_CHUNK, PARALLEL, REDUCE, SERIAL, SUM_BLOCK
 from ._simd import exp_neg_f64_2, exp_neg_f64_for_f32, max_no_nan, two_diff, unit_stride_view
 
 
@@ -54,11 +55,16 @@ def _shifted_exp_impl(v, m, inv_t, x):
     if isinstance(x, types.Array) and x.dtype == types.float32:
         return lambda v, m, inv_t, x: exp_neg_f64_for_f32((np.float64(v) - m) * inv_t)
 
-    def impl(v, m, inv_t, x):
-        d, d_lo = two_diff(v, m)
-        return exp_neg_f64_2(d * inv_t, d_lo * inv_t)
+    return lambda v, m, inv_t, x: _exact_shifted_exp(v, m, inv_t, x)
 
-    return impl
+
+@njit(**SERIAL)
+def _exact_shifted_exp(v, m, inv_t, x):
+    """``exp((v - m) * inv_t)`` within 1 ulp of float64 for any dtype
+    (float32 values minus a float64 are exact in float64; float64 ones are
+    formed as a double-double)."""
+    d, d_lo = two_diff(np.float64(v), m)
+    return exp_neg_f64_2(d * inv_t, d_lo * inv_t)
 
 
 # ---------------------------------------------------------------- blocks
@@ -84,92 +90,87 @@ def neumaier_add(s, c, v):
     return t, c
 
 
-@njit(**REDUCE)
-def exp_store_block(x, lo, hi, m, inv_t, dst):
-    """``dst[i] = exp((x[i] - m) * inv_t)`` for ``lo <= i < hi``; return
-    ``(sum of the terms of entries != m, count of entries == m)``."""
-    s = 0.0
-    k = 0
-    for i in range(lo, hi):
-        v = x[i]
-        e = shifted_exp(v, m, inv_t, x)
-        dst[i] = e
-        s += e if v != m else 0.0
-        k += 1 if v == m else 0
-    return s, k
+# The loops below index from 0 over views: a loop from a run-time start
+# would carry numba's negative-index wraparound test, which blocks
+# vectorization; selects are written as arithmetic for the same reason.
+
+
+@njit(**SERIAL)
+def exp_into(x, m, inv_t, dst, exact):
+    """``dst[i] = exp((x[i] - m) * inv_t)`` (a pure map: no reduction, so it
+    vectorizes without reassociation).  ``exact``: float64 precision also
+    for float32 rows (logsumexp, whose result can cancel with ``m``)."""
+    if exact:
+        for i in range(x.shape[0]):
+            dst[i] = _exact_shifted_exp(x[i], m, inv_t, x)
+    else:
+        for i in range(x.shape[0]):
+            dst[i] = shifted_exp(x[i], m, inv_t, x)
 
 
 @njit(**REDUCE)
-def exp_sum_block(x, lo, hi, m, inv_t):
-    """``(sum of exp((x - m) * inv_t) over entries != m, count of entries == m)``.
-
-    A NaN entry makes the sum NaN.
-    """
+def split_sum_block(x, m, e):
+    """``(sum of e[i] where x[i] != m, count of x[i] == m)``; a NaN entry
+    (``x[i] != m``) makes the sum NaN."""
     s = 0.0
     k = 0
-    for i in range(lo, hi):
-        v = x[i]
-        e = shifted_exp(v, m, inv_t, x)
-        s += e if v != m else 0.0
-        k += 1 if v == m else 0
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        s += e[i] * np.float64(v != m)
+        k += np.int64(v == m)
     return s, k
 
 
 @njit(**SERIAL)
-def exp_store(x, m, inv_t, dst):
-    """Compensated-sum form of :func:`exp_store_block` over the whole row."""
-    n = x.shape[0]
+def split_sum(x, m, e):
+    """:func:`split_sum_block` in blocks joined by a compensated sum."""
     s = 0.0
     c = 0.0
     k = 0
-    for lo in range(0, n, SUM_BLOCK):
-        v, kb = exp_store_block(x, lo, min(lo + SUM_BLOCK, n), m, inv_t, dst)
+    n = x.shape[0]
+    for b in range(0, n, SUM_BLOCK):
+        hi = min(b + SUM_BLOCK, n)
+        v, kb = split_sum_block(x[b:hi], m, e[b:hi])
         s, c = neumaier_add(s, c, v)
         k += kb
     return s + c, k
 
 
 @njit(**SERIAL)
-def exp_sum(x, m, inv_t):
-    """Compensated-sum form of :func:`exp_sum_block` over the whole row."""
-    n = x.shape[0]
-    s = 0.0
-    c = 0.0
-    k = 0
-    for lo in range(0, n, SUM_BLOCK):
-        v, kb = exp_sum_block(x, lo, min(lo + SUM_BLOCK, n), m, inv_t)
-        s, c = neumaier_add(s, c, v)
-        k += kb
-    return s + c, k
+def exp_sums(x, m, inv_t, e, exact=False):
+    """Fill ``e`` with ``exp((x - m) * inv_t)``; return ``(sum of the terms of
+    entries != m, count of entries == m)``."""
+    exp_into(x, m, inv_t, e, exact)
+    return split_sum(x, m, e)
 
 
 @njit(**SERIAL)
-def scale_into(src, r, out, lo, hi):
-    for i in range(lo, hi):
+def scale_into(src, r, out):
+    for i in range(out.shape[0]):
         out[i] = src[i] * r
 
 
 @njit(**SERIAL)
-def shift_into(x, m, inv_t, lse, out, lo, hi):
-    for i in range(lo, hi):
+def shift_into(x, m, inv_t, lse, out):
+    for i in range(out.shape[0]):
         out[i] = (np.float64(x[i]) - m) * inv_t - lse
 
 
 @njit(**SERIAL)
-def shift_inplace(a, m, inv_t, lse, lo, hi):
-    for i in range(lo, hi):
+def shift_inplace(a, m, inv_t, lse):
+    for i in range(a.shape[0]):
         a[i] = (np.float64(a[i]) - m) * inv_t - lse
 
 
 @njit(**SERIAL)
-def exp_scale_into(x, m, inv_t, r, out, lo, hi):
-    for i in range(lo, hi):
+def exp_scale_into(x, m, inv_t, r, out):
+    for i in range(out.shape[0]):
         out[i] = shifted_exp(x[i], m, inv_t, x) * r
 
 
 @njit(**SERIAL)
-def exp_scale_inplace(a, m, inv_t, r, lo, hi):
-    for i in range(lo, hi):
+def exp_scale_inplace(a, m, inv_t, r):
+    for i in range(a.shape[0]):
         a[i] = shifted_exp(a[i], m, inv_t, a) * r
 
 
@@ -182,41 +183,49 @@ def softmax_row(x, out, t, inv_t, scratch):
     n = x.shape[0]
     if n == 0:
         return
+    if n >= LONG_ROW:
+        long_row(0, x, out, t, inv_t)
+        return
     m = row_max(x)
     if -np.inf < m < np.inf:
-        s, k = exp_store(x, m, inv_t, scratch)
+        s, k = exp_sums(x, m, inv_t, scratch)
         if s == s:
-            scale_into(scratch, 1.0 / (s + k), out, 0, n)
+            scale_into(scratch[:n], 1.0 / (s + k), out)
             return
     _rows.softmax_row(x, out, t, None)
 
 
 @njit(**SERIAL)
-def log_softmax_row(x, out, t, inv_t):
+def log_softmax_row(x, out, t, inv_t, scratch):
     """log_softmax of a unit-stride row into ``out`` (may be ``x``)."""
     n = x.shape[0]
     if n == 0:
         return
+    if n >= LONG_ROW:
+        long_row(1, x, out, t, inv_t)
+        return
     m = row_max(x)
     if -np.inf < m < np.inf:
-        s, k = exp_sum(x, m, inv_t)
+        s, k = exp_sums(x, m, inv_t, scratch)
         if s == s:
             lse = math.log1p(s + (k - 1))
             if x.ctypes.data == out.ctypes.data:
-                shift_inplace(out, m, inv_t, lse, 0, n)
+                shift_inplace(out, m, inv_t, lse)
             else:
-                shift_into(x, m, inv_t, lse, out, 0, n)
+                shift_into(x, m, inv_t, lse, out)
             return
     _rows.log_softmax_row(x, out, t, None)
 
 
 @njit(**SERIAL)
-def logsumexp_row(x):
+def logsumexp_row(x, scratch):
     """``(logsumexp(x), sign)`` of a unit-stride row."""
+    if x.shape[0] >= LONG_ROW:
+        return long_row(2, x, scratch[:0], 1.0, 1.0)
     if x.shape[0] > 0:
         m = row_max(x)
         if -np.inf < m < np.inf:
-            s, k = exp_sum(x, m, 1.0)
+            s, k = exp_sums(x, m, 1.0, scratch, True)
             if s == s:
                 return m + math.log1p(s + (k - 1)), 1.0
     return _rows.logsumexp_row(x, None)
@@ -273,27 +282,124 @@ def softmax_rows_range(x, out, t, lo, hi):
 @njit(**SERIAL)
 def log_softmax_rows_range(x, out, t, lo, hi):
     n = x.shape[1]
+    scratch = np.empty(n)
     xbuf = row_buffer(x, n)
     obuf = row_buffer(out, n)
     inv_t = 1.0 / t
     for r in range(lo, hi):
         o = unit_row(out[r], obuf)
-        log_softmax_row(unit_row(x[r], xbuf), o, t, inv_t)
+        log_softmax_row(unit_row(x[r], xbuf), o, t, inv_t, scratch)
         write_back(out[r], o)
 
 
 @njit(**SERIAL)
 def logsumexp_rows_range(x, res, sign, lo, hi):
+    scratch = np.empty(x.shape[1])
     xbuf = row_buffer(x, x.shape[1])
     for r in range(lo, hi):
-        res[r], sign[r] = logsumexp_row(unit_row(x[r], xbuf))
+        res[r], sign[r] = logsumexp_row(unit_row(x[r], xbuf), scratch)
+
+
+# ------------------------------------------------------------- short rows
+# Rows of a few elements: per-row calls would cost more than the work, and
+# loops of a few iterations do not vectorize.  A block of consecutive rows
+# of a C-contiguous array is one flat span: the maxima go to a flat array
+# (one per element), so ``exp`` runs as one long vectorized loop.
+
+SHORT_BLOCK = 2048  # elements per block of short rows
+
+
+@njit(**SERIAL)
+def exp_flat(x, mflat, inv_t, e, exact):
+    """``e[i] = exp((x[i] - mflat[i]) * inv_t)`` over a flat block (``exact``
+    as in :func:`exp_into`)."""
+    if exact:
+        for i in range(x.shape[0]):
+            e[i] = _exact_shifted_exp(x[i], mflat[i], inv_t, x)
+    else:
+        for i in range(x.shape[0]):
+            e[i] = shifted_exp(x[i], mflat[i], inv_t, x)
+
+
+@njit(**SERIAL)
+def short_block(kind, xf, of, res, sign, n, t, r0, nrows, e, mflat, mrow):
+    """softmax (kind 0) or log_softmax (1) into the flat ``of``, or
+    logsumexp (2) into ``res``/``sign``, of rows ``r0 .. r0 + nrows`` of the
+    flat C-contiguous ``xf`` with rows of ``n`` elements."""
+    inv_t = 1.0 / t
+    b0 = r0 * n
+    xs = xf[b0:b0 + nrows * n]
+    for r in range(nrows):
+        m = np.float64(xs[r * n])
+        for j in range(1, n):
+            v = np.float64(xs[r * n + j])
+            m = v if v > m else m
+        mrow[r] = m
+        mf = m if -np.inf < m < np.inf else 0.0
+        for j in range(n):
+            mflat[r * n + j] = mf
+    exp_flat(xs, mflat[:nrows * n], inv_t, e, kind == 2)
+    for r in range(nrows):
+        b = r * n
+        m = mrow[r]
+        s, k = split_sum(xs[b:b + n], m, e[b:b + n])  # as the per-row kernels sum
+        special = not (-np.inf < m < np.inf) or s != s
+        if kind == 0:
+            o = of[b0 + b:b0 + b + n]
+            if special:
+                _rows.softmax_row(xs[b:b + n], o, t, None)
+            else:
+                rr = 1.0 / (s + k)
+                for j in range(n):
+                    o[j] = e[b + j] * rr
+        elif kind == 1:
+            o = of[b0 + b:b0 + b + n]
+            if special:
+                _rows.log_softmax_row(xs[b:b + n], o, t, None)
+            else:
+                lse = math.log1p(s + (k - 1))
+                for j in range(n):
+                    o[j] = (np.float64(xs[b + j]) - m) * inv_t - lse
+        elif special:
+            res[r0 + r], sign[r0 + r] = _rows.logsumexp_row(xs[b:b + n], None)
+        else:
+            res[r0 + r] = m + math.log1p(s + (k - 1))
+            sign[r0 + r] = 1.0
+
+
+@njit(**SERIAL)
+def short_rows_range(kind, x, out, res, sign, t, lo, hi):
+    """:func:`short_block` over rows ``lo .. hi`` of the C-contiguous 2-D
+    ``x`` (and ``out``), in blocks of about ``SHORT_BLOCK`` elements."""
+    n = x.shape[1]
+    per = max(1, SHORT_BLOCK // n)
+    e = np.empty(per * n)
+    mflat = np.empty(per * n)
+    mrow = np.empty(per)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for r0 in range(lo, hi, per):
+        short_block(kind, xf, of, res, sign, n, t, r0, min(per, hi - r0), e, mflat, mrow)
+
+
+@njit(**SERIAL)
+def short_rows_serial(kind, x, out, res, sign, t):
+    short_rows_range(kind, x, out, res, sign, t, 0, x.shape[0])
+
+
+@njit(**PARALLEL)
+def short_rows_parallel(kind, x, out, res, sign, t, nblocks):
+    rows = x.shape[0]
+    for b in prange(nblocks):
+        short_rows_range(kind, x, out, res, sign, t, b * rows // nblocks,
+                         (b + 1) * rows // nblocks)
 
 
 # -------------------------------------------------------------- long rows
 
 
 @njit(**SERIAL)
-def chunk_stats(xr, c, inv_t, ms, ss, ks):
+def chunk_stats(xr, c, inv_t, ms, ss, ks, exact):
     """Max, sum of the terms below it and count of entries equal to it,
     for chunk ``c`` of the row."""
     lo = c * LONG_ROW_CHUNK
@@ -303,7 +409,7 @@ def chunk_stats(xr, c, inv_t, ms, ss, ks):
     ss[c] = 0.0
     ks[c] = 0
     if -np.inf < m < np.inf:
-        ss[c], ks[c] = exp_sum(chunk, m, inv_t)
+        ss[c], ks[c] = exp_sums(chunk, m, inv_t, np.empty(chunk.shape[0]), exact)
     elif m != -np.inf:
         ss[c] = np.nan  # +inf or NaN: the row is special
 
@@ -332,10 +438,77 @@ def combine_chunks(ms, ss, ks, inv_t):
     return big, (s + comp) + (count_max - 1)
 
 
+@njit(**SERIAL)
+def long_finish_chunk(kind, xr, orow, c, big, inv_t, value):
+    """Chunk ``c`` of a long row: softmax (kind 0, ``value`` = 1/sum) or
+    log_softmax (kind 1, ``value`` = log of the sum) into ``orow``."""
+    lo = c * LONG_ROW_CHUNK
+    hi = min(lo + LONG_ROW_CHUNK, xr.shape[0])
+    inplace = xr.ctypes.data == orow.ctypes.data
+    if kind == 0 and inplace:
+        exp_scale_inplace(orow[lo:hi], big, inv_t, value)
+    elif kind == 0:
+        exp_scale_into(xr[lo:hi], big, inv_t, value, orow[lo:hi])
+    elif inplace:
+        shift_inplace(orow[lo:hi], big, inv_t, value)
+    else:
+        shift_into(xr[lo:hi], big, inv_t, value, orow[lo:hi])
+
+
+@njit(**SERIAL)
+def long_special(kind, xr, orow, t):
+    """A long row with special values: the exact scalar kernels."""
+    if kind == 0:
+        _rows.softmax_row(xr, orow, t, None)
+    elif kind == 1:
+        _rows.log_softmax_row(xr, orow, t, None)
+    else:
+        return _rows.logsumexp_row(xr, None)
+    return np.nan, np.nan
+
+
+@njit(**SERIAL)
+def long_value(kind, big, rest):
+    """What the finishing pass needs: 1/sum (softmax), log(sum) (log_softmax),
+    or logsumexp itself (kind 2)."""
+    if kind == 0:
+        return 1.0 / (1.0 + rest)
+    if kind == 1:
+        return math.log1p(rest)
+    return big + math.log1p(rest)
+
+
+@njit(**SERIAL)
+def long_row(kind, xr, orow, t, inv_t):
+    """softmax (kind 0) / log_softmax (1) into ``orow``, or logsumexp (2,
+    returned with its sign), of a unit-stride row of at least ``LONG_ROW``
+    elements: chunk statistics, combined, then a finishing pass.
+
+    :func:`long_rows_parallel` does the same arithmetic with the chunks
+    spread over threads, so both give identical bits.
+    """
+    nch = (xr.shape[0] + LONG_ROW_CHUNK - 1) // LONG_ROW_CHUNK
+    ms = np.empty(nch)
+    ss = np.empty(nch)
+    ks = np.empty(nch, np.int64)
+    for c in range(nch):
+        chunk_stats(xr, c, inv_t, ms, ss, ks, kind == 2)
+    big, rest = combine_chunks(ms, ss, ks, inv_t)
+    if rest != rest:
+        return long_special(kind, xr, orow, t)
+    value = long_value(kind, big, rest)
+    if kind == 2:
+        return value, 1.0
+    for c in range(nch):
+        long_finish_chunk(kind, xr, orow, c, big, inv_t, value)
+    return np.nan, np.nan
+
+
 @njit(**PARALLEL)
-def softmax_long_rows(x, out, t):
-    """softmax of unit-stride rows of at least ``LONG_ROW`` elements, each
-    split across threads."""
+def long_rows_parallel(kind, x, out, res, sign, t):
+    """:func:`long_row` over the unit-stride rows of ``x``, each row's
+    chunks split across threads (``out`` for kinds 0/1, ``res``/``sign``
+    for kind 2)."""
     n = x.shape[1]
     nch = (n + LONG_ROW_CHUNK - 1) // LONG_ROW_CHUNK
     ms = np.empty(nch)
@@ -344,70 +517,21 @@ def softmax_long_rows(x, out, t):
     inv_t = 1.0 / t
     for r in range(x.shape[0]):
         xr = unit_stride_view(x[r])
-        orow = unit_stride_view(out[r])
+        orow = unit_stride_view(out[r if kind != 2 else 0])
         for c in prange(nch):
-            chunk_stats(xr, c, inv_t, ms, ss, ks)
+            chunk_stats(xr, c, inv_t, ms, ss, ks, kind == 2)
         big, rest = combine_chunks(ms, ss, ks, inv_t)
         if rest != rest:
-            _rows.softmax_row(xr, orow, t, None)
-            continue
-        scale = 1.0 / (1.0 + rest)
-        inplace = xr.ctypes.data == orow.ctypes.data
-        for c in prange(nch):
-            lo = c * LONG_ROW_CHUNK
-            hi = min(lo + LONG_ROW_CHUNK, n)
-            if inplace:
-                exp_scale_inplace(orow, big, inv_t, scale, lo, hi)
-            else:
-                exp_scale_into(xr, big, inv_t, scale, orow, lo, hi)
-
-
-@njit(**PARALLEL)
-def log_softmax_long_rows(x, out, t):
-    """log_softmax of unit-stride rows of at least ``LONG_ROW`` elements."""
-    n = x.shape[1]
-    nch = (n + LONG_ROW_CHUNK - 1) // LONG_ROW_CHUNK
-    ms = np.empty(nch)
-    ss = np.empty(nch)
-    ks = np.empty(nch, np.int64)
-    inv_t = 1.0 / t
-    for r in range(x.shape[0]):
-        xr = unit_stride_view(x[r])
-        orow = unit_stride_view(out[r])
-        for c in prange(nch):
-            chunk_stats(xr, c, inv_t, ms, ss, ks)
-        big, rest = combine_chunks(ms, ss, ks, inv_t)
-        if rest != rest:
-            _rows.log_softmax_row(xr, orow, t, None)
-            continue
-        lse = math.log1p(rest)
-        inplace = xr.ctypes.data == orow.ctypes.data
-        for c in prange(nch):
-            lo = c * LONG_ROW_CHUNK
-            hi = min(lo + LONG_ROW_CHUNK, n)
-            if inplace:
-                shift_inplace(orow, big, inv_t, lse, lo, hi)
-            else:
-                shift_into(xr, big, inv_t, lse, orow, lo, hi)
-
-
-@njit(**PARALLEL)
-def logsumexp_long_rows(x, res, sign):
-    """logsumexp of unit-stride rows of at least ``LONG_ROW`` elements."""
-    n = x.shape[1]
-    nch = (n + LONG_ROW_CHUNK - 1) // LONG_ROW_CHUNK
-    ms = np.empty(nch)
-    ss = np.empty(nch)
-    ks = np.empty(nch, np.int64)
-    for r in range(x.shape[0]):
-        xr = unit_stride_view(x[r])
-        for c in prange(nch):
-            chunk_stats(xr, c, 1.0, ms, ss, ks)
-        big, rest = combine_chunks(ms, ss, ks, 1.0)
-        if rest != rest:
-            res[r], sign[r] = _rows.logsumexp_row(xr, None)
+            v, sg = long_special(kind, xr, orow, t)
         else:
-            res[r], sign[r] = big + math.log1p(rest), 1.0
+            v = long_value(kind, big, rest)
+            sg = 1.0
+            if kind != 2:
+                for c in prange(nch):
+                    long_finish_chunk(kind, xr, orow, c, big, inv_t, v)
+        if kind == 2:
+            res[r] = v
+            sign[r] = sg
 
 
 # ---------------------------------------------------------------- drivers

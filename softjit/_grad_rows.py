@@ -293,10 +293,10 @@ def cross_entropy_index_row(x, y, scale, grad, scratch):
     if y >= 0 and x.shape[0] > 0:
         m = _fastrows.row_max(x)
         if -np.inf < m < np.inf:
-            s, k = _fastrows.exp_store(x, m, 1.0, scratch)
+            s, k = _fastrows.exp_sums(x, m, 1.0, scratch)
             if s == s:
                 if grad is not None:
-                    _fastrows.scale_into(scratch, scale / (s + k), grad, 0, x.shape[0])
+                    _fastrows.scale_into(scratch[:x.shape[0]], scale / (s + k), grad)
                     grad[y] = np.float64(grad[y]) - scale
                 return (m - np.float64(x[y])) + math.log1p(s + (k - 1))
     return cross_entropy_row(x, None, y, None, 0.0, scale, None, grad)

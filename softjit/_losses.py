@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numba
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _grad_rows
+from ._api import _is_dask_array
 from ._derivatives import empty_rows_layout, real_array
 from ._dispatch import rows_input, rows_shape, rows_view
 from ._normalize import as_array, as_mask, kernel_dtype, normalize_axis, result_dtype
@@ -47,6 +48,11 @@ def _logits_array(x: ArrayLike, name: str, fn: str) -> np.ndarray:
     if arr.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the class axis)")
     return arr
+
+
+def _any_dask(*values: Any) -> bool:
+    """True when one of ``values`` is a ``dask.array.Array``."""
+    return any(_is_dask_array(v) for v in values)
 
 
 def _class_axis(axis: Any, ndim: int) -> int:
@@ -176,7 +182,32 @@ def _grad_out(grad: np.ndarray | None, res_dt: np.dtype) -> np.ndarray | None:
 # ---------------------------------------------------------------------------
 
 
-def _cross_entropy(
+class CrossEntropyArgs(NamedTuple):
+    """The checked arguments of cross_entropy (see :func:`cross_entropy_args`)."""
+
+    x: np.ndarray
+    ax: int
+    reduced: tuple[int, ...]
+    t: np.ndarray
+    kind: str
+    eps: float
+    red: str
+    w: np.ndarray | None
+    ignore_index: int | None
+
+
+class CrossEntropyRows(NamedTuple):
+    """The per-row results of cross_entropy (see :func:`cross_entropy_rows`)."""
+
+    loss: np.ndarray
+    weight: np.ndarray
+    counted: np.ndarray
+    denom: float
+    grad: np.ndarray | None
+    res_dt: np.dtype
+
+
+def cross_entropy_args(
     logits: ArrayLike,
     target: ArrayLike,
     axis: int,
@@ -184,13 +215,16 @@ def _cross_entropy(
     ignore_index: int | None,
     weight: ArrayLike | None,
     reduction: str,
-    where: ArrayLike | None,
-    want_grad: bool,
     fn: str,
-) -> tuple[Any, np.ndarray | None]:
+) -> CrossEntropyArgs:
+    """Check the arguments of cross_entropy; raise as it documents.
+
+    Only the shapes and dtypes of ``logits`` and ``target`` are looked at
+    (besides the class indices, checked by :func:`cross_entropy_rows`), so
+    :mod:`softjit._dask` checks dask arrays with zero-strided stand-ins.
+    """
     x = _logits_array(logits, "logits", fn)
     ax = _class_axis(axis, x.ndim)
-    axes = (ax,)
     n_classes = x.shape[ax]
     reduced = x.shape[:ax] + x.shape[ax + 1 :]
     t = real_array(target, "target", fn)
@@ -207,8 +241,42 @@ def _cross_entropy(
                 "ignore_index applies to class-index targets only; "
                 "these targets are class probabilities"
             )
+    return CrossEntropyArgs(x, ax, reduced, t, kind, eps, red, w, ignore_index)
 
-    y = _class_targets(t, n_classes, ignore_index) if kind == "index" else None
+
+def row_weights(
+    y: np.ndarray | None,
+    w: np.ndarray | None,
+    valid_rows: np.ndarray | None,
+    rows: int,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's weight in the mean's denominator, and whether it counts.
+
+    torch's rule: the target class's weight for index targets (``y``, -1
+    where ignored), 1 for probability targets (``y`` None); 0 for ignored
+    targets and for rows with no valid class (``valid_rows`` False, or
+    ``n == 0``).  Returns ``(float64 weights, bool counted)``.
+    """
+    counted = np.full(rows, n > 0)
+    if y is not None:
+        counted &= y >= 0
+    if valid_rows is not None:
+        counted &= valid_rows
+    if y is None or w is None or n == 0:
+        return counted.astype(np.float64), counted
+    return np.where(counted, w[np.maximum(y, 0)], 0.0), counted
+
+
+def cross_entropy_rows(
+    args: CrossEntropyArgs, where: ArrayLike | None, want_grad: bool
+) -> CrossEntropyRows:
+    """Run the kernels: the float64 loss of each row (C order of the reduced
+    shape), each row's weight in the mean, whether it counts, their sum,
+    and the gradient (kernel dtype; divided by the sum for ``'mean'``)."""
+    x, ax, _, t, kind, eps, red, w, ignore_index = args
+    axes = (ax,)
+    y = _class_targets(t, x.shape[ax], ignore_index) if kind == "index" else None
     mask = None if where is None else as_mask(where, x.shape)
 
     res_dt = result_dtype(x.dtype)
@@ -218,18 +286,7 @@ def _cross_entropy(
     t2 = None if y is not None else rows_input(t.astype(k_dt, copy=False), axes, rows, n)
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
 
-    # Each row's weight in the mean's denominator (torch: the target class's
-    # weight for index targets, 1 for probability targets); 0 for ignored
-    # targets and rows with no valid class.
-    if n == 0:
-        row_w = np.zeros(rows)
-    elif y is not None:
-        row_w = np.ones(rows) if w is None else w[np.maximum(y, 0)]
-        row_w[y < 0] = 0.0
-    else:
-        row_w = np.ones(rows)
-    if m2 is not None:
-        row_w[~m2.any(axis=1)] = 0.0
+    row_w, counted = row_weights(y, w, None if m2 is None else m2.any(axis=1), rows, n)
     denom = float(np.sum(row_w))
     scale = 1.0
     if red == "mean":
@@ -258,7 +315,27 @@ def _cross_entropy(
             rows * n,
             x2, t2, y, w, eps, scale, m2, loss_rows, g2,
         )
-    return _reduce(loss_rows, red, denom, reduced, res_dt), _grad_out(grad, res_dt)
+    return CrossEntropyRows(loss_rows, row_w, counted, denom, grad, res_dt)
+
+
+def _cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    axis: int,
+    label_smoothing: float,
+    ignore_index: int | None,
+    weight: ArrayLike | None,
+    reduction: str,
+    where: ArrayLike | None,
+    want_grad: bool,
+    fn: str,
+) -> tuple[Any, np.ndarray | None]:
+    args = cross_entropy_args(
+        logits, target, axis, label_smoothing, ignore_index, weight, reduction, fn
+    )
+    res = cross_entropy_rows(args, where, want_grad)
+    loss = _reduce(res.loss, args.red, res.denom, args.reduced, res.res_dt)
+    return loss, _grad_out(res.grad, res.res_dt)
 
 
 def cross_entropy(
@@ -329,12 +406,14 @@ def cross_entropy(
     numpy scalar or ndarray
         The loss, of the logits' float dtype: a scalar for ``'mean'`` and
         ``'sum'``, one value per sample for ``'none'``.  The mean is NaN
-        when no sample counts (e.g. all ignored), as in torch.
+        when no sample counts (e.g. all ignored), as in torch.  A lazy dask
+        array (0-d for a scalar) for dask input (see Notes).
 
     Raises
     ------
     IndexError
-        A class index outside ``[0, C)`` that is not ``ignore_index``.
+        A class index outside ``[0, C)`` that is not ``ignore_index`` (for
+        dask input: when the result is computed).
     TypeError
         Class-index targets that are not integers, probability targets that
         are not floats, complex logits.
@@ -358,13 +437,20 @@ def cross_entropy(
     logit or target makes its sample's loss NaN (and so the mean or sum).
     No RuntimeWarning is emitted.
 
+    Dask arrays: when ``logits``, ``target``, ``weight`` or ``where`` is a
+    ``dask.array.Array``, nothing is computed; the result is a dask array
+    with the same values (numpy operands are chunked as the logits).  The
+    class axis may be split over chunks: it is never gathered.  Bad
+    arguments raise at call time, except class indices out of range, which
+    can only be seen when the result is computed.
+
     Examples
     --------
     >>> import numpy as np
     >>> import softjit
     >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
-    >>> float(softjit.cross_entropy(logits, [0, 1]))
-    0.3185397696491856
+    >>> round(float(softjit.cross_entropy(logits, [0, 1])), 12)
+    0.318539769649
     >>> softjit.cross_entropy(logits, [0, 1], reduction="none")
     array([0.41703002, 0.22004952])
 
@@ -391,6 +477,13 @@ def cross_entropy(
     ...                             ignore_index=-100, label_smoothing=0.1))
     0.3491362563350538
     """
+    if _any_dask(logits, target, weight, where):
+        from . import _dask
+
+        return _dask.cross_entropy(
+            logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
+            want_grad=False, fn="cross_entropy",
+        )
     loss, _ = _cross_entropy(
         logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
         want_grad=False, fn="cross_entropy",
@@ -451,7 +544,10 @@ def cross_entropy_with_grad(
         The logits' shape and float dtype: the gradient of ``loss``
         (``'mean'``, ``'sum'``), or of ``loss.sum()`` for ``'none'`` (each
         sample's slice is the gradient of its own loss).  Ignored samples
-        and absent classes get 0; a sample with a NaN logit gets NaN.
+        and absent classes get 0; a sample with a NaN logit gets NaN.  For
+        dask input both are lazy dask arrays, as in :func:`cross_entropy`;
+        the gradient of the mean is scaled by the lazily summed
+        denominator, so nothing is computed at call time.
 
     Raises
     ------
@@ -470,8 +566,8 @@ def cross_entropy_with_grad(
     >>> import softjit
     >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
     >>> loss, dlogits = softjit.cross_entropy_with_grad(logits, [0, 1])
-    >>> float(loss)
-    0.3185397696491856
+    >>> round(float(loss), 12)
+    0.318539769649
     >>> dlogits                     # (softmax(logits) - onehot([0, 1])) / 2
     array([[-0.17049943,  0.12121649,  0.04928295],
            [ 0.05430187, -0.09876047,  0.04445861]])
@@ -481,6 +577,13 @@ def cross_entropy_with_grad(
     >>> float(softjit.cross_entropy(logits - 0.5 * dlogits, [0, 1])) < float(loss)
     True
     """
+    if _any_dask(logits, target, weight, where):
+        from . import _dask
+
+        return _dask.cross_entropy(
+            logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
+            want_grad=True, fn="cross_entropy_with_grad",
+        )
     loss, grad = _cross_entropy(
         logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
         want_grad=True, fn="cross_entropy_with_grad",

@@ -79,13 +79,17 @@ PARALLEL_MIN_ELEMENTS = 1 << 16
 #: Sums are accumulated in blocks of this many terms (vectorized partial
 #: sums of a few terms each), the block sums with a compensated (Neumaier)
 #: sum: the sum's error stays near one rounding at any row length.
-SUM_BLOCK = 64
+SUM_BLOCK = 256
 
 #: Rows at least this long use the long-row kernels: two passes over the
 #: row in chunks of ``LONG_ROW_CHUNK`` elements (an online max/sum, then
 #: exp and scale), split across threads, instead of a per-row scratch
 #: buffer that no longer fits in the core's cache.
 LONG_ROW = 1 << 15
+
+#: Rows of at most this many elements (of C-contiguous arrays) are processed
+#: in blocks of rows, so that ``exp`` runs over long flat spans.
+SHORT_ROW = 64
 LONG_ROW_CHUNK = 1 << 13
 
 #: Held while a parallel driver runs.  numba's ``workqueue`` threading layer

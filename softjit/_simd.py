@@ -206,8 +206,9 @@ def exp_neg_f64_2(d, d_lo):
     the kernels pass ``x - max`` as an exact double-double, so that the
     rounding of the subtraction (relative error ``|x - max| * 2**-53`` in
     the result) does not reach the result.  NaN propagates."""
-    r, r_lo, k = _reduce_f64(_EXP64_LO if d < _EXP64_LO else d)
-    return _times_pow2(_exp_reduced_q9(r, r_lo + d_lo), k)
+    low = d < _EXP64_LO  # clamped: the result is 0, drop the correction
+    r, r_lo, k = _reduce_f64(_EXP64_LO if low else d)
+    return _times_pow2(_exp_reduced_q9(r, r_lo + (0.0 if low else d_lo)), k)
 
 
 _EXP_F32_LO = -708.0  # exp(-708)/s rounds to 0 in float32 like any smaller value

@@ -99,14 +99,14 @@ def _softmax_core(x, out):
 def _log_softmax_core(x, out):
     flags = fp_flags_save()
     o = _fastrows.as_unit(out)
-    _fastrows.log_softmax_row(_fastrows.as_unit(x), o, 1.0, 1.0)
+    _fastrows.log_softmax_row(_fastrows.as_unit(x), o, 1.0, 1.0, np.empty(x.shape[0]))
     _fastrows.write_back(out, o)
     fp_flags_restore(flags)
 
 
 def _logsumexp_core(x, out):
     flags = fp_flags_save()
-    out[0], _ = _fastrows.logsumexp_row(_fastrows.as_unit(x))
+    out[0], _ = _fastrows.logsumexp_row(_fastrows.as_unit(x), np.empty(x.shape[0]))
     fp_flags_restore(flags)
 
 

@@ -195,12 +195,13 @@ _ASM_CHECK = """
 import numpy as np
 from softjit import _fastrows
 x = np.zeros(64, {dtype}); s = np.zeros(64)
-_fastrows.exp_store_block(x, 0, 64, 0.0, 1.0, s)
+_fastrows.exp_into(x, 0.0, 1.0, s, False)
+_fastrows.split_sum_block(x, 0.0, s)
 _fastrows.row_max(x)
 import re
-for fn in (_fastrows.exp_store_block, _fastrows.row_max):
+for fn in (_fastrows.exp_into, _fastrows.split_sum_block, _fastrows.row_max):
     asm = "".join(fn.inspect_asm().values())
-    packed = re.findall(r"\\bv(?:fmadd\\w*|max|mul|add)p[sd]\\s+%[yz]mm", asm)
+    packed = re.findall(r"\\bv(?:fmadd\\w*|max|mul|add)p[sd]\\s[^\\n]*%[yz]mm", asm)
     print(fn.__name__, len(packed))
     assert len(packed) >= 2, fn.__name__ + " has no packed vector arithmetic"
 print("CHILD_OK")

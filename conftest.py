@@ -1,0 +1,22 @@
+"""Collection rules for the whole repository (tests, doctests, README).
+
+The modules for the optional extras import their dependency at the top, so
+their doctests are not collected when the extra is not installed (the tests
+in ``tests/`` skip on their own with ``pytest.importorskip``).
+"""
+
+from importlib.util import find_spec
+
+
+def _missing(module: str) -> bool:
+    try:
+        return find_spec(module) is None
+    except (ImportError, ValueError):  # e.g. sys.modules[module] is None
+        return True
+
+
+collect_ignore = []
+if _missing("dask"):
+    collect_ignore.append("softjit/_dask.py")
+if _missing("xarray"):
+    collect_ignore.append("softjit/xarray.py")
