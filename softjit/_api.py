@@ -46,6 +46,7 @@ def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
+_SMALL_KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
@@ -66,16 +67,10 @@ def _small_last_axis(kind: str, x: Any) -> Any:
     size = x.size
     if not (0 < size < PARALLEL_MIN_ELEMENTS and x.flags.c_contiguous):
         return None
-    x2 = x.reshape(-1, x.shape[-1])
+    res = _fastrows.small_call(_SMALL_KIND[kind], x.reshape(-1, x.shape[-1]))
     if kind == "logsumexp":
-        value = np.empty(x2.shape[0], dt)
-        _fastrows.logsumexp_rows_serial(x2, value, np.empty_like(value))
-        return value.reshape(x.shape[:-1]) if x.ndim > 1 else value[0]
-    out = np.empty_like(x)
-    driver = (_fastrows.softmax_rows_serial if kind == "softmax"
-              else _fastrows.log_softmax_rows_serial)
-    driver(x2, out.reshape(x2.shape), 1.0)
-    return out
+        return res.reshape(x.shape[:-1]) if x.ndim > 1 else res[0, 0]
+    return res.reshape(x.shape)
 
 
 def _as_rows_input(x: ArrayLike, axis: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
