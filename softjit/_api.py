@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _complex, _fastrows
-from ._dispatch import rows_shape, run_logsumexp, run_rowwise
+from ._dispatch import rows_shape, run_logsumexp, run_rowwise, same_layout
 from ._normalize import (
     as_array,
     as_mask,
@@ -34,16 +34,6 @@ def _is_dask_array(x: Any) -> bool:
     """True for a ``dask.array.Array`` (without importing dask)."""
     da = sys.modules.get("dask.array")
     return da is not None and isinstance(x, da.Array)
-
-
-def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when ``a`` and ``b`` are the same elements of the same buffer."""
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.shape == b.shape
-        and a.strides == b.strides
-        and a.dtype == b.dtype
-    )
 
 
 _SMALL_KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
@@ -117,7 +107,7 @@ def _softmax_family(
     res = None if out is None else out.reshape(work.shape)
 
     if res is not None and res.dtype == k_dt:
-        if _same_layout(res, xk):
+        if same_layout(res, xk):
             xk = res  # out=x: in place
         elif np.may_share_memory(res, xk):
             xk = xk.copy()  # out overlaps x partially: read from a copy

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _grad_rows
-from ._dispatch import moved_last, rows_input, rows_shape, rows_view
+from ._dispatch import moved_last, rows_input, rows_shape, rows_view, same_layout
 from ._normalize import (
     as_array,
     as_mask,
@@ -45,16 +45,6 @@ def empty_rows_layout(shape: tuple[int, ...], axes: tuple[int, ...], dtype: Any)
     order = keep + list(axes)
     buf = np.empty([shape[a] for a in order], dtype)
     return buf.transpose(np.argsort(order))
-
-
-def same_layout(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when ``a`` and ``b`` are the same elements of the same buffer."""
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.shape == b.shape
-        and a.strides == b.strides
-        and a.dtype == b.dtype
-    )
 
 
 def _detach(arr: np.ndarray, out: np.ndarray) -> np.ndarray:

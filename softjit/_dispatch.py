@@ -32,6 +32,16 @@ def moved_last(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return arr.transpose(keep + list(axes))
 
 
+def same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` are the same elements of the same buffer."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )
+
+
 def rows_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int]:
     """``(rows, n)``: the number of reduced slices and their length."""
     n = math.prod(shape[a] for a in axes)
