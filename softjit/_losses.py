@@ -617,28 +617,40 @@ def _margin_ranking(
     mg = _real(margin, "margin")
     red = _reduction(reduction)
     reduced = s.shape[:ax] + s.shape[ax + 1 :]
-    res_dt = result_dtype(s.dtype)
+    return _margin_rows(s, axes, red, reduced, want_grad,
+                        _grad_rows.margin_ranking_rows_serial,
+                        _grad_rows.margin_ranking_rows_parallel, pos, mg)
+
+
+
+def _margin_rows(
+    x: np.ndarray,
+    axes: tuple[int, ...],
+    red: str,
+    reduced: tuple[int, ...],
+    want_grad: bool,
+    serial: Any,
+    parallel: Any,
+    *options: Any,
+) -> tuple[Any, np.ndarray | None]:
+    """Run a margin loss's row drivers: ``driver(x2, *options, scale, loss,
+    grad)``; the mean divides by the number of rows."""
+    res_dt = result_dtype(x.dtype)
     k_dt = kernel_dtype(res_dt)
-    rows, _ = rows_shape(s.shape, axes)
-    s2 = rows_input(s.astype(k_dt, copy=False), axes, rows, n)
+    rows, n = rows_shape(x.shape, axes)
+    x2 = rows_input(x.astype(k_dt, copy=False), axes, rows, n)
     scale = 1.0
     if red == "mean":
         scale = 1.0 / rows if rows else math.nan
     loss_rows = np.zeros(rows)
     grad = g2 = None
     if want_grad:
-        grad = empty_rows_layout(s.shape, axes, k_dt)
+        grad = empty_rows_layout(x.shape, axes, k_dt)
         g2 = rows_view(grad, axes, rows, n)
     if rows * n:
-        _grad_rows.run_drivers(
-            _grad_rows.margin_ranking_rows_serial,
-            _grad_rows.margin_ranking_rows_parallel,
-            rows,
-            rows * n,
-            s2, pos, mg, scale, loss_rows, g2,
-        )
+        _grad_rows.run_drivers(serial, parallel, rows, rows * n,
+                               x2, *options, scale, loss_rows, g2)
     return _reduce(loss_rows, red, float(rows), reduced, res_dt), _grad_out(grad, res_dt)
-
 
 
 def margin_ranking_loss(
@@ -806,27 +818,9 @@ def _multi_margin(
     red = _reduction(reduction)
     w = None if weight is None else _weights(weight, n_classes)
     y = _class_targets(t, n_classes, None)
-    res_dt = result_dtype(x.dtype)
-    k_dt = kernel_dtype(res_dt)
-    rows, n = rows_shape(x.shape, axes)
-    x2 = rows_input(x.astype(k_dt, copy=False), axes, rows, n)
-    scale = 1.0
-    if red == "mean":
-        scale = 1.0 / rows if rows else math.nan
-    loss_rows = np.zeros(rows)
-    grad = g2 = None
-    if want_grad:
-        grad = empty_rows_layout(x.shape, axes, k_dt)
-        g2 = rows_view(grad, axes, rows, n)
-    if rows * n:
-        _grad_rows.run_drivers(
-            _grad_rows.multi_margin_rows_serial,
-            _grad_rows.multi_margin_rows_parallel,
-            rows,
-            rows * n,
-            x2, y, pp, mg, w, scale, loss_rows, g2,
-        )
-    return _reduce(loss_rows, red, float(rows), reduced, res_dt), _grad_out(grad, res_dt)
+    return _margin_rows(x, axes, red, reduced, want_grad,
+                        _grad_rows.multi_margin_rows_serial,
+                        _grad_rows.multi_margin_rows_parallel, y, pp, mg, w)
 
 
 
