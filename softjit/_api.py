@@ -46,21 +46,23 @@ def _small_last_axis(kind: str, x: Any) -> Any:
 
     A C-contiguous native float32/float64 ndarray of 1 to
     ``PARALLEL_MIN_ELEMENTS`` elements, reduced along its last axis with
-    default options, goes straight to the serial vectorized driver (what
-    the general path would run too).  Returns None for anything else.
+    default options, goes straight to a serial compiled driver (what the
+    general path would run too).  Returns None for anything else.
     """
-    if type(x) is not np.ndarray or x.ndim == 0:
+    if type(x) is not np.ndarray:
         return None
     dt = x.dtype
     if dt is not _F64 and dt is not _F32:  # builtin native dtypes are singletons
         return None
-    size = x.size
-    if not (0 < size < PARALLEL_MIN_ELEMENTS and x.flags.c_contiguous):
+    ndim = x.ndim
+    if not (0 < x.size < PARALLEL_MIN_ELEMENTS and ndim and x.flags.c_contiguous):
         return None
-    res = _fastrows.small_call(_SMALL_KIND[kind], x.reshape(-1, x.shape[-1]))
+    x2 = x if ndim <= 2 else x.reshape(-1, x.shape[-1])
     if kind == "logsumexp":
-        return res.reshape(x.shape[:-1]) if x.ndim > 1 else res[0, 0]
-    return res.reshape(x.shape)
+        res = _fastrows.small_logsumexp(x2)
+        return res[0] if ndim == 1 else res.reshape(x.shape[:-1])
+    res = _fastrows.small_rows(_SMALL_KIND[kind], x2)
+    return res if ndim <= 2 else res.reshape(x.shape)
 
 
 def _as_rows_input(x: ArrayLike, axis: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:

@@ -80,9 +80,10 @@ class Drivers(NamedTuple):
 
     serial: Callable[..., Any]
     parallel: Callable[..., Any]
-    #: kind for the long-row kernel (unit-stride rows of at least LONG_ROW
-    #: elements, split across threads), or None
-    long_kind: int | None = None
+    #: the long-row driver (unit-stride rows of at least LONG_ROW elements,
+    #: each split across threads; the arguments of ``parallel`` without
+    #: the block count), or None
+    long: Callable[..., Any] | None = None
     #: whether ``parallel`` takes the number of row blocks as last argument
     takes_blocks: bool = True
 
@@ -97,23 +98,33 @@ _MASKED = {
     "logsumexp": Drivers(_rows.logsumexp_rows_serial, _rows.logsumexp_rows_parallel,
                          takes_blocks=False),
 }
-_FAST = {
-    "softmax": Drivers(_fastrows.softmax_rows_serial, _fastrows.softmax_rows_parallel, 0),
-    "log_softmax": Drivers(_fastrows.log_softmax_rows_serial,
-                           _fastrows.log_softmax_rows_parallel, 1),
-    "logsumexp": Drivers(_fastrows.logsumexp_rows_serial, _fastrows.logsumexp_rows_parallel, 2),
-}
+_FAST = Drivers(_fastrows.rows_serial, _fastrows.rows_parallel, _fastrows.long_rows_parallel)
 _SHORT = Drivers(_fastrows.short_rows_serial, _fastrows.short_rows_parallel)
-_SHORT_KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
-_NO_ROWS = np.empty(0)
+_KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
+_NONE = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0)}
+
+
+def _none(dtype: np.dtype) -> np.ndarray:
+    """An empty array for the unused arguments of a driver: of the kernel
+    dtype, so that every call compiles to the same signature."""
+    return _NONE[dtype]
+
+
+_NO_OUT = {dt: np.empty((1, 0), dt) for dt in _NONE}
+
+
+def _no_out(dtype: np.dtype) -> np.ndarray:
+    """The unused ``out`` of logsumexp for a driver (one row, never written;
+    writable even when ``x`` is read-only)."""
+    return _NO_OUT[dtype]
 
 
 def _run(drivers: Drivers, rows: int, n: int, unit: bool, *args: Any) -> None:
     """Call the serial, parallel or long-row driver."""
     if _use_parallel(rows, n) and PARALLEL_LOCK.acquire(blocking=False):
         try:
-            if drivers.long_kind is not None and n >= LONG_ROW and unit:
-                _long_rows(drivers.long_kind, *args)
+            if drivers.long is not None and n >= LONG_ROW and unit:
+                drivers.long(*args)
             elif drivers.takes_blocks:
                 drivers.parallel(*args, min(rows, 4 * numba.get_num_threads()))
             else:
@@ -122,17 +133,6 @@ def _run(drivers: Drivers, rows: int, n: int, unit: bool, *args: Any) -> None:
             PARALLEL_LOCK.release()
     else:
         drivers.serial(*args)
-
-
-def _long_rows(kind: int, x2: np.ndarray, *args: Any) -> None:
-    """The multi-threaded long-row kernel, from a fast driver's arguments
-    (``out, t`` for softmax/log_softmax, ``res, sign`` for logsumexp)."""
-    if kind == 2:
-        res, sign = args
-        _fastrows.long_rows_parallel(kind, x2, x2[:1], res, sign, 1.0)
-    else:
-        out, t = args
-        _fastrows.long_rows_parallel(kind, x2, out, _NO_ROWS, _NO_ROWS, t)
 
 
 def _short(n: int, *arrays: np.ndarray) -> bool:
@@ -146,8 +146,8 @@ def _run_short(kind: str, rows: int, n: int, x2: np.ndarray, out2: np.ndarray | 
     if out2 is None:
         out2 = np.empty((0, 0), x2.dtype)
     if res is None:
-        res = sign = _NO_ROWS
-    _run(_SHORT, rows, n, True, _SHORT_KIND[kind], x2, out2, res, sign, temperature)
+        res = sign = _none(x2.dtype)
+    _run(_SHORT, rows, n, True, _KIND[kind], x2, out2, res, sign, temperature)
 
 
 #: Arrays with no 2-D view are processed slab by slab along their first axis
@@ -209,7 +209,8 @@ def run_rowwise(
     if m2 is None and _short(n, x2, o2):
         _run_short(kind, rows, n, x2, o2, temperature=temperature)
     elif m2 is None:
-        _run(_FAST[kind], rows, n, _unit_rows(x2, o2), x2, o2, temperature)
+        none = _none(x2.dtype)
+        _run(_FAST, rows, n, _unit_rows(x2, o2), _KIND[kind], x2, o2, none, none, temperature)
     else:
         _run(_MASKED[kind], rows, n, False, x2, o2, temperature, m2)
     if staged:
@@ -244,6 +245,6 @@ def run_logsumexp(
     if b2 is None and m2 is None and _short(n, x2):
         _run_short("logsumexp", rows, n, x2, None, res, sign)
     elif b2 is None and m2 is None:
-        _run(_FAST["logsumexp"], rows, n, _unit_rows(x2), x2, res, sign)
+        _run(_FAST, rows, n, _unit_rows(x2), 2, x2, _no_out(x2.dtype), res, sign, 1.0)
     else:
         _run(_MASKED["logsumexp"], rows, n, False, x2, b2, res, sign, m2)

@@ -3,16 +3,18 @@
 Per row, passes while the row is in cache:
 
 1. ``m = max(x)``, vectorized (:func:`softjit._simd.max_no_nan`);
-2. ``e = exp((x - m) / t)`` into a float64 scratch row (a pure map);
-3. the sum of ``e``, in blocks of vectorized partial sums joined by a
-   compensated sum;
-4. ``out = e * (1 / sum)``, rounded once to the output dtype.
+2. one fused pass: ``e = exp((x - m) / t)`` into a float64 scratch row,
+   its sum (float64 rows: blocks of vectorized partial sums joined by a
+   compensated sum), and the maximum of the *next* row, whose reading from
+   memory then overlaps the ``exp`` arithmetic (so step 1 is done once,
+   for the first row of a block);
+3. ``out = e * (1 / sum)``, rounded once to the output dtype.
 
 All arithmetic is float64: float32 rows use a shorter ``exp`` that is
 exact enough for float32 results (:mod:`softjit._simd`).  log_softmax and
 logsumexp sum the terms below the maximum separately from the count of
 entries equal to it, so that ``log1p`` of the exact remainder keeps the
-largest entry's tiny negative value.
+largest entry's tiny negative value; softmax sums every term.
 
 A row whose maximum is not finite, or whose sum is NaN (a NaN entry), is
 recomputed by the exact scalar kernels of :mod:`softjit._rows`, which own
@@ -35,8 +37,15 @@ from numba.core import types
 from numba.extending import overload
 
 from . import _rows
-from ._options import LONG_ROW, LONG_ROW_CHUNK, PARALLEL, REDUCE, SERIAL, SUM_BLOCK
-from ._simd import exp_neg_f64_2, exp_neg_f64_for_f32, max_no_nan, two_diff, unit_stride_view
+from ._options import LONG_ROW, LONG_ROW_CHUNK, PARALLEL, REDUCE, SERIAL, SHORT_ROW, SUM_BLOCK
+from ._simd import (
+    exp_neg_f64_2,
+    exp_neg_f64_for_f32,
+    max_no_nan,
+    row_view,
+    two_diff,
+    unit_stride_view,
+)
 
 
 def shifted_exp(v, m, inv_t, x):
@@ -96,16 +105,12 @@ def neumaier_add(s, c, v):
 
 
 @njit(**SERIAL)
-def exp_into(x, m, inv_t, dst, exact):
-    """``dst[i] = exp((x[i] - m) * inv_t)`` (a pure map: no reduction, so it
-    vectorizes without reassociation).  ``exact``: float64 precision also
-    for float32 rows (logsumexp, whose result can cancel with ``m``)."""
-    if exact:
-        for i in range(x.shape[0]):
-            dst[i] = _exact_shifted_exp(x[i], m, inv_t, x)
-    else:
-        for i in range(x.shape[0]):
-            dst[i] = shifted_exp(x[i], m, inv_t, x)
+def exact_exp_into(x, m, inv_t, dst):
+    """``dst[i] = exp((x[i] - m) * inv_t)`` with the float64-exact ``exp``
+    also for float32 rows (a pure map: no reduction, so it vectorizes
+    without reassociation)."""
+    for i in range(x.shape[0]):
+        dst[i] = _exact_shifted_exp(x[i], m, inv_t, x)
 
 
 @njit(**REDUCE)
@@ -136,30 +141,131 @@ def split_sum(x, m, e):
     return s + c, k
 
 
-@njit(**REDUCE)
-def exp_split_sum_fused(x, m, inv_t, e):
-    """:func:`exp_into` and :func:`split_sum_block` in one loop, over the
-    whole row: for float32 rows, whose float64 sums need no compensation
-    (their error, ~n/16 * 1e-16, is far below float32's resolution)."""
-    s = 0.0
-    k = 0
-    for i in range(x.shape[0]):
-        v = x[i]
-        ei = shifted_exp(v, m, inv_t, x)
-        e[i] = ei
-        s += ei * np.float64(v != m)
-        k += np.int64(v == m)
-    return s, k
-
-
 @njit(**SERIAL)
 def exp_sums(x, m, inv_t, e, exact=False):
     """Fill ``e`` with ``exp((x - m) * inv_t)``; return ``(sum of the terms of
-    entries != m, count of entries == m)``."""
-    if x.itemsize == 4 and not exact:
-        return exp_split_sum_fused(x, m, inv_t, e)
-    exp_into(x, m, inv_t, e, exact)
-    return split_sum(x, m, e)
+    entries != m, count of entries == m)``.  ``exact``: the float64-exact
+    ``exp`` also for float32 rows (logsumexp of long rows)."""
+    if exact and x.itemsize == 4:
+        exact_exp_into(x, m, inv_t, e)
+        return split_sum(x, m, e)
+    s, k, _ = exp_sum(x, m, inv_t, e, x, True)
+    return s, np.int64(k)
+
+
+@njit(**REDUCE)
+def exp_sum_block(x, m, inv_t, e, nxt, split):
+    """Fill ``e`` with ``exp((x - m) * inv_t)`` and return ``(sum, count,
+    max of nxt)``: with ``split``, the sum leaves out the entries equal to
+    ``m`` (whose terms are exactly 1) and ``count`` counts them; without,
+    the sum has every term.  A NaN entry makes the sum NaN (it is not
+    equal to ``m``).
+
+    ``nxt`` is the next row (or ``x`` again): reading it here, while the
+    ``exp`` arithmetic runs, brings it from memory in the shadow of the
+    computation, and its maximum is ready for the next row.
+    """
+    s = 0.0
+    k = 0.0
+    mn = nxt[0]
+    if split:
+        # A product, not ``ei - 1`` for the maximum: with reassociation
+        # allowed, the compiler could sum the ones apart and cancel them.
+        for i in range(x.shape[0]):
+            v = x[i]
+            ei = shifted_exp(v, m, inv_t, x)
+            e[i] = ei
+            below = np.float64(np.float64(v) != m)
+            s += ei * below
+            k += below
+            mn = max_no_nan(mn, nxt[i])
+        k = x.shape[0] - k
+    else:
+        for i in range(x.shape[0]):
+            ei = shifted_exp(x[i], m, inv_t, x)
+            e[i] = ei
+            s += ei
+            mn = max_no_nan(mn, nxt[i])
+    return s, k, np.float64(mn)
+
+
+@njit(**SERIAL)
+def row_sums(x, e, b, n, m, split):
+    """The sum of ``e[b:b + n]`` in a fixed order (four interleaved partial
+    sums, for short dependency chains); with ``split``, of the terms of the
+    entries of ``x`` below ``m`` only, and the count of the others."""
+    s0 = s1 = s2 = s3 = 0.0
+    k = 0.0
+    j = 0
+    if split:
+        while j + 4 <= n:
+            w0 = np.float64(np.float64(x[b + j]) != m)
+            w1 = np.float64(np.float64(x[b + j + 1]) != m)
+            w2 = np.float64(np.float64(x[b + j + 2]) != m)
+            w3 = np.float64(np.float64(x[b + j + 3]) != m)
+            s0 += e[b + j] * w0
+            s1 += e[b + j + 1] * w1
+            s2 += e[b + j + 2] * w2
+            s3 += e[b + j + 3] * w3
+            k += (w0 + w1) + (w2 + w3)
+            j += 4
+        while j < n:
+            w0 = np.float64(np.float64(x[b + j]) != m)
+            s0 += e[b + j] * w0
+            k += w0
+            j += 1
+        k = n - k
+    else:
+        while j + 4 <= n:
+            s0 += e[b + j]
+            s1 += e[b + j + 1]
+            s2 += e[b + j + 2]
+            s3 += e[b + j + 3]
+            j += 4
+        while j < n:
+            s0 += e[b + j]
+            j += 1
+    return (s0 + s1) + (s2 + s3), k
+
+
+@njit(**SERIAL)
+def exact_split_sum(x, b, n, m):
+    """The sum of ``exp(x - m)`` over the entries of ``x[b:b + n]`` below
+    ``m``, with the float64-exact ``exp``, in order (float32 logsumexp
+    results near 0)."""
+    s = 0.0
+    for j in range(n):
+        v = np.float64(x[b + j])
+        s += _exact_shifted_exp(v, m, 1.0, x) * np.float64(v != m)
+    return s
+
+
+@njit(**SERIAL)
+def exp_sum(x, m, inv_t, e, nxt, split):
+    """:func:`exp_sum_block` over a row: float32 rows in one block (their
+    float64 sums need no compensation: the error, ~n/16 * 1e-16, is far
+    below float32's resolution), float64 rows in blocks of ``SUM_BLOCK``
+    joined by a compensated sum.  Rows of at most ``SHORT_ROW`` elements
+    are summed in order (:func:`row_sums`), as the short-row kernels sum
+    them, so that every path gives the same bits."""
+    n = x.shape[0]
+    if n <= SHORT_ROW:  # summed in order, as the short-row blocks sum
+        _, _, mn = exp_sum_block(x, m, inv_t, e, nxt, split)
+        s, k = row_sums(x, e, 0, n, m, split)
+        return s, k, mn
+    if x.itemsize == 4:
+        return exp_sum_block(x, m, inv_t, e, nxt, split)
+    s = 0.0
+    c = 0.0
+    k = 0.0
+    mn = -np.inf
+    for b in range(0, n, SUM_BLOCK):
+        hi = min(b + SUM_BLOCK, n)
+        v, kb, mb = exp_sum_block(x[b:hi], m, inv_t, e[b:hi], nxt[b:hi], split)
+        s, c = neumaier_add(s, c, v)
+        k += kb
+        mn = max_no_nan(mn, mb)
+    return s + c, k, mn
 
 
 @njit(**SERIAL)
@@ -196,57 +302,87 @@ def exp_scale_inplace(a, m, inv_t, r):
 
 
 @njit(**SERIAL)
+def softmax_row_m(x, out, t, inv_t, scratch, m, nxt):
+    """softmax of a unit-stride row shorter than ``LONG_ROW`` into ``out``
+    (may be ``x``), given ``m = row_max(x)``; returns ``row_max(nxt)``."""
+    if -np.inf < m < np.inf:
+        s, _, mn = exp_sum(x, m, inv_t, scratch, nxt, False)
+        if s == s:
+            scale_into(scratch, 1.0 / s, out)
+            return mn
+    _rows.softmax_row(x, out, t, None)
+    return row_max(nxt)
+
+
+@njit(**SERIAL)
+def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt):
+    """log_softmax as :func:`softmax_row_m`: ``log1p`` of the sum of the
+    terms below the maximum (plus the count of the others, less one) keeps
+    the largest entry's tiny negative value."""
+    if -np.inf < m < np.inf:
+        s, k, mn = exp_sum(x, m, inv_t, scratch, nxt, True)
+        if s == s:
+            lse = math.log1p(s + (k - 1.0))
+            if x.ctypes.data == out.ctypes.data:
+                shift_inplace(out, m, inv_t, lse)
+            else:
+                shift_into(x, m, inv_t, lse, out)
+            return mn
+    _rows.log_softmax_row(x, out, t, None)
+    return row_max(nxt)
+
+
+@njit(**SERIAL)
 def softmax_row(x, out, t, inv_t, scratch):
     """softmax of a unit-stride row into ``out`` (may be ``x``)."""
     n = x.shape[0]
-    if n == 0:
-        return
     if n >= LONG_ROW:
         long_row(0, x, out, t, inv_t)
-        return
-    m = row_max(x)
-    if -np.inf < m < np.inf:
-        s, k = exp_sums(x, m, inv_t, scratch)
-        if s == s:
-            scale_into(scratch[:n], 1.0 / (s + k), out)
-            return
-    _rows.softmax_row(x, out, t, None)
+    elif n > 0:
+        softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x)
 
 
 @njit(**SERIAL)
 def log_softmax_row(x, out, t, inv_t, scratch):
     """log_softmax of a unit-stride row into ``out`` (may be ``x``)."""
     n = x.shape[0]
-    if n == 0:
-        return
     if n >= LONG_ROW:
         long_row(1, x, out, t, inv_t)
-        return
-    m = row_max(x)
+    elif n > 0:
+        log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x)
+
+
+@njit(**SERIAL)
+def logsumexp_row_m(x, scratch, m, nxt):
+    """``(logsumexp(x), sign, row_max(nxt))`` of a unit-stride row shorter
+    than ``LONG_ROW``, given ``m = row_max(x)``.
+
+    float32 rows use the float32-grade ``exp`` (relative error ~1e-8, so
+    the logarithm's absolute error is ~1e-8): below half a float32 ulp of a
+    result of magnitude >= 1.  Near 0, where ``m`` and the logarithm
+    cancel, the sum is recomputed with the float64-exact ``exp``.
+    """
     if -np.inf < m < np.inf:
-        s, k = exp_sums(x, m, inv_t, scratch)
+        s, k, mn = exp_sum(x, m, 1.0, scratch, nxt, True)
         if s == s:
-            lse = math.log1p(s + (k - 1))
-            if x.ctypes.data == out.ctypes.data:
-                shift_inplace(out, m, inv_t, lse)
-            else:
-                shift_into(x, m, inv_t, lse, out)
-            return
-    _rows.log_softmax_row(x, out, t, None)
+            lse = m + math.log1p(s + (k - 1.0))
+            if x.itemsize == 4 and abs(lse) < 1.0:
+                lse = m + math.log1p(exact_split_sum(x, 0, x.shape[0], m) + (k - 1.0))
+            return lse, 1.0, mn
+    res, sign = _rows.logsumexp_row(x, None)
+    return res, sign, row_max(nxt)
 
 
 @njit(**SERIAL)
 def logsumexp_row(x, scratch):
     """``(logsumexp(x), sign)`` of a unit-stride row."""
-    if x.shape[0] >= LONG_ROW:
+    n = x.shape[0]
+    if n >= LONG_ROW:
         return long_row(2, x, scratch[:0], 1.0, 1.0)
-    if x.shape[0] > 0:
-        m = row_max(x)
-        if -np.inf < m < np.inf:
-            s, k = exp_sums(x, m, 1.0, scratch, True)
-            if s == s:
-                return m + math.log1p(s + (k - 1)), 1.0
-    return _rows.logsumexp_row(x, None)
+    if n == 0:
+        return _rows.logsumexp_row(x, None)
+    res, sign, _ = logsumexp_row_m(x, scratch, row_max(x), x)
+    return res, sign
 
 
 @njit(**SERIAL)
@@ -285,37 +421,51 @@ def write_back(orow, o):
 
 
 @njit(**SERIAL)
-def softmax_rows_range(x, out, t, lo, hi):
+def rows_range(kind, x, out, res, sign, t, lo, hi):
+    """softmax (kind 0) or log_softmax (1) of rows ``lo .. hi`` of the 2-D
+    ``x`` into ``out``, or logsumexp (2) into ``res``/``sign`` (``out`` then
+    unused, but writable and with at least one row).  Rows of a unit-stride ``x`` are
+    pipelined: the pass that computes row ``r``'s ``exp`` also reads row
+    ``r + 1`` and finds its maximum."""
     n = x.shape[1]
-    scratch = np.empty(n)
-    xbuf = row_buffer(x, n)
-    obuf = row_buffer(out, n)
+    if lo >= hi:
+        return
     inv_t = 1.0 / t
-    for r in range(lo, hi):
-        o = unit_row(out[r], obuf)
-        softmax_row(unit_row(x[r], xbuf), o, t, inv_t, scratch)
-        write_back(out[r], o)
-
-
-@njit(**SERIAL)
-def log_softmax_rows_range(x, out, t, lo, hi):
-    n = x.shape[1]
-    scratch = np.empty(n)
-    xbuf = row_buffer(x, n)
     obuf = row_buffer(out, n)
-    inv_t = 1.0 / t
+    xbuf = row_buffer(x, n)
+    scratch = np.empty(n if n < LONG_ROW else 0)
+    if n >= LONG_ROW or n == 0:
+        for r in range(lo, hi):
+            if kind == 2:
+                res[r], sign[r] = logsumexp_row(unit_row(x[r], xbuf), scratch)
+            elif n > 0:
+                o = unit_row(out[r], obuf)
+                long_row(kind, unit_row(x[r], xbuf), o, t, inv_t)
+                write_back(out[r], o)
+        return
+    pipelined = x.strides[1] == x.itemsize
+    unit_out = out.strides[1] == out.itemsize
+    xr = row_view(x, lo) if pipelined else unit_row(x[lo], xbuf)
+    m = row_max(xr)
     for r in range(lo, hi):
-        o = unit_row(out[r], obuf)
-        log_softmax_row(unit_row(x[r], xbuf), o, t, inv_t, scratch)
-        write_back(out[r], o)
-
-
-@njit(**SERIAL)
-def logsumexp_rows_range(x, res, sign, lo, hi):
-    scratch = np.empty(x.shape[1])
-    xbuf = row_buffer(x, x.shape[1])
-    for r in range(lo, hi):
-        res[r], sign[r] = logsumexp_row(unit_row(x[r], xbuf), scratch)
+        if pipelined:  # views of rows: no copy, the fewest reference counts
+            nxt = row_view(x, min(r + 1, hi - 1))
+        else:
+            if r > lo:
+                xr = unit_row(x[r], xbuf)
+                m = row_max(xr)
+            nxt = xr
+        if kind == 2:
+            res[r], sign[r], m = logsumexp_row_m(xr, scratch, m, nxt)
+        else:
+            o = row_view(out, r) if unit_out else obuf
+            if kind == 0:
+                m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt)
+            else:
+                m = log_softmax_row_m(xr, o, t, inv_t, scratch, m, nxt)
+            if not unit_out:
+                write_back(out[r], o)
+        xr = nxt
 
 
 # ------------------------------------------------------------- short rows
@@ -328,61 +478,81 @@ SHORT_BLOCK = 2048  # elements per block of short rows
 
 
 @njit(**SERIAL)
-def exp_flat(x, mflat, inv_t, e, exact):
-    """``e[i] = exp((x[i] - mflat[i]) * inv_t)`` over a flat block (``exact``
-    as in :func:`exp_into`)."""
-    if exact:
-        for i in range(x.shape[0]):
-            e[i] = _exact_shifted_exp(x[i], mflat[i], inv_t, x)
-    else:
-        for i in range(x.shape[0]):
-            e[i] = shifted_exp(x[i], mflat[i], inv_t, x)
+def exp_flat(x, mflat, inv_t, e):
+    """``e[i] = exp((x[i] - mflat[i]) * inv_t)`` over a flat block."""
+    for i in range(x.shape[0]):
+        e[i] = shifted_exp(x[i], mflat[i], inv_t, x)
 
 
 @njit(**SERIAL)
 def short_block(kind, xf, of, res, sign, n, t, r0, nrows, e, mflat, mrow):
     """softmax (kind 0) or log_softmax (1) into the flat ``of``, or
     logsumexp (2) into ``res``/``sign``, of rows ``r0 .. r0 + nrows`` of the
-    flat C-contiguous ``xf`` with rows of ``n`` elements."""
+    flat C-contiguous ``xf`` with rows of ``n`` elements: the maxima, one
+    vectorized ``exp`` over the block, then short per-row sums and outputs.
+    A row with a special value goes to the exact scalar kernels."""
     inv_t = 1.0 / t
     b0 = r0 * n
     xs = xf[b0:b0 + nrows * n]
     for r in range(nrows):
-        m = np.float64(xs[r * n])
+        b = r * n
+        m = xs[b]
         for j in range(1, n):
-            v = np.float64(xs[r * n + j])
-            m = v if v > m else m
+            m = max_no_nan(m, xs[b + j])  # a NaN shows in the sum below
+        m = np.float64(m)
         mrow[r] = m
         mf = m if -np.inf < m < np.inf else 0.0
         for j in range(n):
-            mflat[r * n + j] = mf
-    exp_flat(xs, mflat[:nrows * n], inv_t, e, kind == 2)
-    for r in range(nrows):
-        b = r * n
-        m = mrow[r]
-        s, k = split_sum(xs[b:b + n], m, e[b:b + n])  # as the per-row kernels sum
-        special = not (-np.inf < m < np.inf) or s != s
-        if kind == 0:
-            o = of[b0 + b:b0 + b + n]
-            if special:
-                _rows.softmax_row(xs[b:b + n], o, t, None)
-            else:
-                rr = 1.0 / (s + k)
-                for j in range(n):
-                    o[j] = e[b + j] * rr
-        elif kind == 1:
-            o = of[b0 + b:b0 + b + n]
-            if special:
-                _rows.log_softmax_row(xs[b:b + n], o, t, None)
-            else:
-                lse = math.log1p(s + (k - 1))
-                for j in range(n):
-                    o[j] = (np.float64(xs[b + j]) - m) * inv_t - lse
-        elif special:
-            res[r0 + r], sign[r0 + r] = _rows.logsumexp_row(xs[b:b + n], None)
-        else:
-            res[r0 + r] = m + math.log1p(s + (k - 1))
+            mflat[b + j] = mf
+    exp_flat(xs, mflat[:nrows * n], inv_t, e)
+    os = of[b0:b0 + nrows * n]  # empty for logsumexp
+    # One loop per kind: simple loop bodies, without per-row branching.
+    if kind == 0:
+        for r in range(nrows):
+            b = r * n
+            s, _ = row_sums(xs, e, b, n, mrow[r], False)
+            if not (-np.inf < mrow[r] < np.inf) or s != s:
+                short_special(kind, xs, os, res, sign, t, b, n, r0 + r)
+                continue
+            rr = 1.0 / s
+            for j in range(n):
+                os[b + j] = e[b + j] * rr
+    elif kind == 1:
+        for r in range(nrows):
+            b = r * n
+            m = mrow[r]
+            s, k = row_sums(xs, e, b, n, m, True)
+            if not (-np.inf < m < np.inf) or s != s:
+                short_special(kind, xs, os, res, sign, t, b, n, r0 + r)
+                continue
+            lse = math.log1p(s + (k - 1.0))
+            for j in range(n):
+                os[b + j] = (np.float64(xs[b + j]) - m) * inv_t - lse
+    else:
+        for r in range(nrows):
+            b = r * n
+            m = mrow[r]
+            s, k = row_sums(xs, e, b, n, m, True)
+            if not (-np.inf < m < np.inf) or s != s:
+                short_special(kind, xs, os, res, sign, t, b, n, r0 + r)
+                continue
+            if xs.itemsize == 4 and abs(m + math.log1p(s + (k - 1.0))) < 1.0:
+                s = exact_split_sum(xs, b, n, m)  # as in logsumexp_row_m
+            res[r0 + r] = m + math.log1p(s + (k - 1.0))
             sign[r0 + r] = 1.0
+
+
+@njit(**SERIAL)
+def short_special(kind, xs, os, res, sign, t, b, n, row):
+    """A short row with a special value (the elements ``b .. b + n`` of the
+    block): the exact scalar kernels."""
+    xrow = xs[b:b + n]
+    if kind == 0:
+        _rows.softmax_row(xrow, os[b:b + n], t, None)
+    elif kind == 1:
+        _rows.log_softmax_row(xrow, os[b:b + n], t, None)
+    else:
+        res[row], sign[row] = _rows.logsumexp_row(xrow, None)
 
 
 @njit(**SERIAL)
@@ -390,7 +560,7 @@ def short_rows_range(kind, x, out, res, sign, t, lo, hi):
     """:func:`short_block` over rows ``lo .. hi`` of the C-contiguous 2-D
     ``x`` (and ``out``), in blocks of about ``SHORT_BLOCK`` elements."""
     n = x.shape[1]
-    per = max(1, SHORT_BLOCK // n)
+    per = max(1, min(SHORT_BLOCK // max(n, 1), hi - lo))
     e = np.empty(per * n)
     mflat = np.empty(per * n)
     mrow = np.empty(per)
@@ -417,24 +587,45 @@ def short_rows_parallel(kind, x, out, res, sign, t, nblocks):
 
 
 @njit(**SERIAL)
-def small_call(kind, x):
-    """softmax (kind 0), log_softmax (1) or logsumexp (2) along the last
-    axis of a small C-contiguous 2-D array, allocating the result here: one
-    compiled call with the least overhead for the common small case."""
-    rows, n = x.shape
-    scratch = np.empty(n)
-    if kind == 2:
-        res = np.empty((rows, 1), x.dtype)
-        for r in range(rows):
-            res[r, 0], _ = logsumexp_row(x[r], scratch)
-        return res
+def small_rows(kind, x):
+    """softmax (kind 0) or log_softmax (1) along the last axis of a small
+    C-contiguous 1-D or 2-D array, into a new array allocated here: one
+    compiled call, the least overhead for the common small case.  (Short
+    rows give the same bits through either driver.)"""
+    n = x.shape[-1]
+    x2 = x.reshape((x.size // n, n))
     out = np.empty_like(x)
-    for r in range(rows):
+    if x2.shape[0] == 1:  # one row: no driver
+        o = out.reshape(x2.shape)[0]
         if kind == 0:
-            softmax_row(x[r], out[r], 1.0, 1.0, scratch)
+            softmax_row(x2[0], o, 1.0, 1.0, np.empty(n))
         else:
-            log_softmax_row(x[r], out[r], 1.0, 1.0, scratch)
+            log_softmax_row(x2[0], o, 1.0, 1.0, np.empty(n))
+        return out
+    none = np.empty(0, x.dtype)
+    if n <= SHORT_ROW:
+        short_rows_serial(kind, x2, out.reshape(x2.shape), none, none, 1.0)
+    else:
+        rows_serial(kind, x2, out.reshape(x2.shape), none, none, 1.0)
     return out
+
+
+@njit(**SERIAL)
+def small_logsumexp(x):
+    """logsumexp along the last axis of a small C-contiguous 1-D or 2-D
+    array, as :func:`small_rows`: a 1-D result, one entry per row."""
+    n = x.shape[-1]
+    x2 = x.reshape((x.size // n, n))
+    res = np.empty(x2.shape[0], x.dtype)
+    sign = np.empty(x2.shape[0], x.dtype)
+    if x2.shape[0] == 1:  # one row: no driver
+        res[0], sign[0] = logsumexp_row(x2[0], np.empty(n))
+        return res
+    if n <= SHORT_ROW:
+        short_rows_serial(2, x2, np.empty((0, 0), x.dtype), res, sign, 1.0)
+    else:
+        rows_serial(2, x2, np.empty((1, 0), x.dtype), res, sign, 1.0)
+    return res
 
 
 # -------------------------------------------------------------- long rows
@@ -577,42 +768,23 @@ def long_rows_parallel(kind, x, out, res, sign, t):
 
 
 # ---------------------------------------------------------------- drivers
-# One serial and one parallel function per operation: numba's on-disk cache
-# does not tell compilation options apart, so one function cannot serve both.
-# The parallel ones split the rows into ``nblocks`` contiguous blocks.
+# One serial and one parallel driver: numba's on-disk cache does not tell
+# compilation options apart, so one function cannot serve both.  The
+# parallel one splits the rows into ``nblocks`` contiguous blocks.  Both
+# take the arguments of :func:`long_rows_parallel`.
 
 
 @njit(**SERIAL)
-def softmax_rows_serial(x, out, t):
-    softmax_rows_range(x, out, t, 0, x.shape[0])
+def rows_serial(kind, x, out, res, sign, t):
+    """:func:`rows_range` over all rows of ``x``."""
+    rows_range(kind, x, out, res, sign, t, 0, x.shape[0])
 
 
 @njit(**PARALLEL)
-def softmax_rows_parallel(x, out, t, nblocks):
+def rows_parallel(kind, x, out, res, sign, t, nblocks):
+    """:func:`rows_range` over all rows of ``x``, in ``nblocks`` blocks of
+    rows spread over the threads."""
     rows = x.shape[0]
     for b in prange(nblocks):
-        softmax_rows_range(x, out, t, b * rows // nblocks, (b + 1) * rows // nblocks)
-
-
-@njit(**SERIAL)
-def log_softmax_rows_serial(x, out, t):
-    log_softmax_rows_range(x, out, t, 0, x.shape[0])
-
-
-@njit(**PARALLEL)
-def log_softmax_rows_parallel(x, out, t, nblocks):
-    rows = x.shape[0]
-    for b in prange(nblocks):
-        log_softmax_rows_range(x, out, t, b * rows // nblocks, (b + 1) * rows // nblocks)
-
-
-@njit(**SERIAL)
-def logsumexp_rows_serial(x, res, sign):
-    logsumexp_rows_range(x, res, sign, 0, x.shape[0])
-
-
-@njit(**PARALLEL)
-def logsumexp_rows_parallel(x, res, sign, nblocks):
-    rows = x.shape[0]
-    for b in prange(nblocks):
-        logsumexp_rows_range(x, res, sign, b * rows // nblocks, (b + 1) * rows // nblocks)
+        rows_range(kind, x, out, res, sign, t, b * rows // nblocks,
+                   (b + 1) * rows // nblocks)
