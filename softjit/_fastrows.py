@@ -333,42 +333,43 @@ def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt):
 
 
 @njit(**SERIAL)
-def softmax_row(x, out, t, inv_t, scratch):
-    """softmax of a unit-stride row into ``out`` (may be ``x``)."""
+def rowwise(kind, x, out, t, inv_t, scratch):
+    """softmax (kind 0) or log_softmax (1) of a unit-stride row of any
+    length into ``out`` (may be ``x``)."""
     n = x.shape[0]
     if n >= LONG_ROW:
-        long_row(0, x, out, t, inv_t)
-    elif n > 0:
+        long_row(kind, x, out, t, inv_t)
+    elif n > 0 and kind == 0:
         softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x)
-
-
-@njit(**SERIAL)
-def log_softmax_row(x, out, t, inv_t, scratch):
-    """log_softmax of a unit-stride row into ``out`` (may be ``x``)."""
-    n = x.shape[0]
-    if n >= LONG_ROW:
-        long_row(1, x, out, t, inv_t)
     elif n > 0:
         log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x)
 
 
 @njit(**SERIAL)
+def logsumexp_value(x, b, n, m, s, k):
+    """logsumexp of ``x[b:b + n]`` from its maximum ``m``, the sum ``s`` of
+    the terms below it and the count ``k`` of the others.
+
+    For float32 rows ``s`` comes from the float32-grade ``exp`` (relative
+    error ~1e-8, so the logarithm's absolute error is ~1e-8): below half a
+    float32 ulp of a result of magnitude >= 1.  Near 0, where ``m`` and the
+    logarithm cancel, the sum is recomputed with the float64-exact ``exp``.
+    """
+    lse = m + math.log1p(s + (k - 1.0))
+    if x.itemsize == 4 and abs(lse) < 1.0:
+        lse = m + math.log1p(exact_split_sum(x, b, n, m) + (k - 1.0))
+    return lse
+
+
+@njit(**SERIAL)
 def logsumexp_row_m(x, scratch, m, nxt):
     """``(logsumexp(x), sign, row_max(nxt))`` of a unit-stride row shorter
-    than ``LONG_ROW``, given ``m = row_max(x)``.
-
-    float32 rows use the float32-grade ``exp`` (relative error ~1e-8, so
-    the logarithm's absolute error is ~1e-8): below half a float32 ulp of a
-    result of magnitude >= 1.  Near 0, where ``m`` and the logarithm
-    cancel, the sum is recomputed with the float64-exact ``exp``.
-    """
+    than ``LONG_ROW``, given ``m = row_max(x)`` (float32 precision as in
+    :func:`logsumexp_value`)."""
     if -np.inf < m < np.inf:
         s, k, mn = exp_sum(x, m, 1.0, scratch, nxt, True)
         if s == s:
-            lse = m + math.log1p(s + (k - 1.0))
-            if x.itemsize == 4 and abs(lse) < 1.0:
-                lse = m + math.log1p(exact_split_sum(x, 0, x.shape[0], m) + (k - 1.0))
-            return lse, 1.0, mn
+            return logsumexp_value(x, 0, x.shape[0], m, s, k), 1.0, mn
     res, sign = _rows.logsumexp_row(x, None)
     return res, sign, row_max(nxt)
 
@@ -536,9 +537,7 @@ def short_block(kind, xf, of, res, sign, n, t, r0, nrows, e, mflat, mrow):
             if not (-np.inf < m < np.inf) or s != s:
                 short_special(kind, xs, os, res, sign, t, b, n, r0 + r)
                 continue
-            if xs.itemsize == 4 and abs(m + math.log1p(s + (k - 1.0))) < 1.0:
-                s = exact_split_sum(xs, b, n, m)  # as in logsumexp_row_m
-            res[r0 + r] = m + math.log1p(s + (k - 1.0))
+            res[r0 + r] = logsumexp_value(xs, b, n, m, s, k)
             sign[r0 + r] = 1.0
 
 
@@ -596,11 +595,7 @@ def small_rows(kind, x):
     x2 = x.reshape((x.size // n, n))
     out = np.empty_like(x)
     if x2.shape[0] == 1:  # one row: no driver
-        o = out.reshape(x2.shape)[0]
-        if kind == 0:
-            softmax_row(x2[0], o, 1.0, 1.0, np.empty(n))
-        else:
-            log_softmax_row(x2[0], o, 1.0, 1.0, np.empty(n))
+        rowwise(kind, x2[0], out.reshape(x2.shape)[0], 1.0, 1.0, np.empty(n))
         return out
     none = np.empty(0, x.dtype)
     if n <= SHORT_ROW:
