@@ -25,7 +25,7 @@ from ._normalize import (
     normalize_axis,
     result_dtype,
 )
-from ._options import PARALLEL_MIN_ELEMENTS
+from ._options import LONG_ROW, PARALLEL_MIN_ELEMENTS, SHORT_ROW
 
 AxisLike = int | tuple[int, ...] | None
 
@@ -45,8 +45,9 @@ def _small_last_axis(kind: str, x: Any) -> Any:
     """The common call on a small array, with the least Python overhead.
 
     A C-contiguous native float32/float64 ndarray of 1 to
-    ``PARALLEL_MIN_ELEMENTS`` elements, reduced along its last axis with
-    default options, goes straight to a serial compiled driver (what the
+    ``PARALLEL_MIN_ELEMENTS`` elements, with rows shorter than
+    ``LONG_ROW``, reduced along its last axis with default options, goes
+    straight to a serial compiled driver (what the
     general path would run too).  Returns None for anything else.
     """
     if type(x) is not np.ndarray:
@@ -57,11 +58,16 @@ def _small_last_axis(kind: str, x: Any) -> Any:
     ndim = x.ndim
     if not (0 < x.size < PARALLEL_MIN_ELEMENTS and ndim and x.flags.c_contiguous):
         return None
-    x2 = x if ndim <= 2 else x.reshape(-1, x.shape[-1])
+    n = x.shape[-1]
+    if n >= LONG_ROW:
+        return None
+    x2 = x if ndim <= 2 else x.reshape(-1, n)
+    short = n <= SHORT_ROW
     if kind == "logsumexp":
-        res = _fastrows.small_logsumexp(x2)
+        res = _fastrows.small_logsumexp_short(x2) if short else _fastrows.small_logsumexp(x2)
         return res[0] if ndim == 1 else res.reshape(x.shape[:-1])
-    res = _fastrows.small_rows(_SMALL_KIND[kind], x2)
+    k = _SMALL_KIND[kind]
+    res = _fastrows.small_short(k, x2) if short else _fastrows.small_rows(k, x2)
     return res if ndim <= 2 else res.reshape(x.shape)
 
 

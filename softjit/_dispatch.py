@@ -71,25 +71,22 @@ def _use_parallel(rows: int, n: int) -> bool:
     return (rows > 1 or n >= LONG_ROW) and rows * n >= PARALLEL_MIN_ELEMENTS and parallel_allowed()
 
 
-def _unit_rows(*arrays: np.ndarray) -> bool:
-    return all(a.strides[1] == a.itemsize for a in arrays)
-
-
 class Drivers(NamedTuple):
     """The numba drivers of one kernel family."""
 
     serial: Callable[..., Any]
     parallel: Callable[..., Any]
-    #: the long-row driver (unit-stride rows of at least LONG_ROW elements,
-    #: each split across threads; the arguments of ``parallel`` without
-    #: the block count), or None
-    long: Callable[..., Any] | None = None
+    #: the long-row drivers (rows of at least LONG_ROW elements, each
+    #: split into chunks; in parallel, the chunks spread over the threads;
+    #: the arguments of ``serial``), or None
+    long_serial: Callable[..., Any] | None = None
+    long_parallel: Callable[..., Any] | None = None
     #: whether ``parallel`` takes the number of row blocks as last argument
     takes_blocks: bool = True
 
 
 # The masked drivers handle masks; the fast ones everything else, long rows
-# split across threads and short rows in flat blocks.
+# split across threads and short rows in transposed blocks.
 _MASKED = {
     "softmax": Drivers(_rows.softmax_rows_serial, _rows.softmax_rows_parallel,
                        takes_blocks=False),
@@ -98,7 +95,8 @@ _MASKED = {
     "logsumexp": Drivers(_rows.logsumexp_rows_serial, _rows.logsumexp_rows_parallel,
                          takes_blocks=False),
 }
-_FAST = Drivers(_fastrows.rows_serial, _fastrows.rows_parallel, _fastrows.long_rows_parallel)
+_FAST = Drivers(_fastrows.rows_serial, _fastrows.rows_parallel, _fastrows.long_rows_serial,
+                _fastrows.long_rows_parallel)
 _SHORT = Drivers(_fastrows.short_rows_serial, _fastrows.short_rows_parallel)
 _KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
 _NONE = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0)}
@@ -119,18 +117,21 @@ def _no_out(dtype: np.dtype) -> np.ndarray:
     return _NO_OUT[dtype]
 
 
-def _run(drivers: Drivers, rows: int, n: int, unit: bool, *args: Any) -> None:
+def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
     """Call the serial, parallel or long-row driver."""
+    long = drivers.long_serial is not None and n >= LONG_ROW
     if _use_parallel(rows, n) and PARALLEL_LOCK.acquire(blocking=False):
         try:
-            if drivers.long is not None and n >= LONG_ROW and unit:
-                drivers.long(*args)
+            if long:
+                drivers.long_parallel(*args)
             elif drivers.takes_blocks:
                 drivers.parallel(*args, min(rows, 4 * numba.get_num_threads()))
             else:
                 drivers.parallel(*args)
         finally:
             PARALLEL_LOCK.release()
+    elif long:
+        drivers.long_serial(*args)
     else:
         drivers.serial(*args)
 
@@ -147,7 +148,7 @@ def _run_short(kind: str, rows: int, n: int, x2: np.ndarray, out2: np.ndarray | 
         out2 = np.empty((0, 0), x2.dtype)
     if res is None:
         res = sign = _none(x2.dtype)
-    _run(_SHORT, rows, n, True, _KIND[kind], x2, out2, res, sign, temperature)
+    _run(_SHORT, rows, n, _KIND[kind], x2, out2, res, sign, temperature)
 
 
 #: Arrays with no 2-D view are processed slab by slab along their first axis
@@ -210,9 +211,9 @@ def run_rowwise(
         _run_short(kind, rows, n, x2, o2, temperature=temperature)
     elif m2 is None:
         none = _none(x2.dtype)
-        _run(_FAST, rows, n, _unit_rows(x2, o2), _KIND[kind], x2, o2, none, none, temperature)
+        _run(_FAST, rows, n, _KIND[kind], x2, o2, none, none, temperature)
     else:
-        _run(_MASKED[kind], rows, n, False, x2, o2, temperature, m2)
+        _run(_MASKED[kind], rows, n, x2, o2, temperature, m2)
     if staged:
         moved_out = moved_last(out, axes)
         np.copyto(moved_out, o2.reshape(moved_out.shape))
@@ -232,6 +233,10 @@ def run_logsumexp(
     rows, n = rows_shape(x.shape, axes)
     if rows == 0:
         return
+    if n == 0:  # sums of no terms: log(0), sign 0 (as for weights summing to 0)
+        res.fill(-np.inf)
+        sign.fill(0.0)
+        return
     if _by_slabs(axes, rows, n, x, b, mask):
         res_i = res.reshape(x.shape[0], -1)
         sign_i = sign.reshape(x.shape[0], -1)
@@ -245,6 +250,6 @@ def run_logsumexp(
     if b2 is None and m2 is None and _short(n, x2):
         _run_short("logsumexp", rows, n, x2, None, res, sign)
     elif b2 is None and m2 is None:
-        _run(_FAST, rows, n, _unit_rows(x2), 2, x2, _no_out(x2.dtype), res, sign, 1.0)
+        _run(_FAST, rows, n, 2, x2, _no_out(x2.dtype), res, sign, 1.0)
     else:
-        _run(_MASKED["logsumexp"], rows, n, False, x2, b2, res, sign, m2)
+        _run(_MASKED["logsumexp"], rows, n, x2, b2, res, sign, m2)

@@ -37,7 +37,16 @@ from numba.core import types
 from numba.extending import overload
 
 from . import _rows
-from ._options import LONG_ROW, LONG_ROW_CHUNK, PARALLEL, REDUCE, SERIAL, SHORT_ROW, SUM_BLOCK
+from ._options import (
+    LONG_ROW,
+    LONG_ROW_CHUNK,
+    PARALLEL,
+    REDUCE,
+    SERIAL,
+    SHORT_BLOCK_ROWS,
+    SHORT_ROW,
+    SUM_BLOCK,
+)
 from ._simd import (
     exp_neg_f64_2,
     exp_neg_f64_for_f32,
@@ -190,52 +199,53 @@ def exp_sum_block(x, m, inv_t, e, nxt, split):
 
 
 @njit(**SERIAL)
-def row_sums(x, e, b, n, m, split):
-    """The sum of ``e[b:b + n]`` in a fixed order (four interleaved partial
+def row_sums(x, e, m, split):
+    """The sum of ``e[:len(x)]`` in a fixed order (four interleaved partial
     sums, for short dependency chains); with ``split``, of the terms of the
     entries of ``x`` below ``m`` only, and the count of the others."""
+    n = x.shape[0]
     s0 = s1 = s2 = s3 = 0.0
     k = 0.0
     j = 0
     if split:
         while j + 4 <= n:
-            w0 = np.float64(np.float64(x[b + j]) != m)
-            w1 = np.float64(np.float64(x[b + j + 1]) != m)
-            w2 = np.float64(np.float64(x[b + j + 2]) != m)
-            w3 = np.float64(np.float64(x[b + j + 3]) != m)
-            s0 += e[b + j] * w0
-            s1 += e[b + j + 1] * w1
-            s2 += e[b + j + 2] * w2
-            s3 += e[b + j + 3] * w3
+            w0 = np.float64(np.float64(x[j]) != m)
+            w1 = np.float64(np.float64(x[j + 1]) != m)
+            w2 = np.float64(np.float64(x[j + 2]) != m)
+            w3 = np.float64(np.float64(x[j + 3]) != m)
+            s0 += e[j] * w0
+            s1 += e[j + 1] * w1
+            s2 += e[j + 2] * w2
+            s3 += e[j + 3] * w3
             k += (w0 + w1) + (w2 + w3)
             j += 4
         while j < n:
-            w0 = np.float64(np.float64(x[b + j]) != m)
-            s0 += e[b + j] * w0
+            w0 = np.float64(np.float64(x[j]) != m)
+            s0 += e[j] * w0
             k += w0
             j += 1
         k = n - k
     else:
         while j + 4 <= n:
-            s0 += e[b + j]
-            s1 += e[b + j + 1]
-            s2 += e[b + j + 2]
-            s3 += e[b + j + 3]
+            s0 += e[j]
+            s1 += e[j + 1]
+            s2 += e[j + 2]
+            s3 += e[j + 3]
             j += 4
         while j < n:
-            s0 += e[b + j]
+            s0 += e[j]
             j += 1
     return (s0 + s1) + (s2 + s3), k
 
 
 @njit(**SERIAL)
-def exact_split_sum(x, b, n, m):
-    """The sum of ``exp(x - m)`` over the entries of ``x[b:b + n]`` below
+def exact_split_sum(x, m):
+    """The sum of ``exp(x - m)`` over the entries of the row ``x`` below
     ``m``, with the float64-exact ``exp``, in order (float32 logsumexp
     results near 0)."""
     s = 0.0
-    for j in range(n):
-        v = np.float64(x[b + j])
+    for j in range(x.shape[0]):
+        v = np.float64(x[j])
         s += _exact_shifted_exp(v, m, 1.0, x) * np.float64(v != m)
     return s
 
@@ -251,7 +261,7 @@ def exp_sum(x, m, inv_t, e, nxt, split):
     n = x.shape[0]
     if n <= SHORT_ROW:  # summed in order, as the short-row blocks sum
         _, _, mn = exp_sum_block(x, m, inv_t, e, nxt, split)
-        s, k = row_sums(x, e, 0, n, m, split)
+        s, k = row_sums(x, e, m, split)
         return s, k, mn
     if x.itemsize == 4:
         return exp_sum_block(x, m, inv_t, e, nxt, split)
@@ -357,7 +367,7 @@ def logsumexp_value(x, b, n, m, s, k):
     """
     lse = m + math.log1p(s + (k - 1.0))
     if x.itemsize == 4 and abs(lse) < 1.0:
-        lse = m + math.log1p(exact_split_sum(x, b, n, m) + (k - 1.0))
+        lse = m + math.log1p(exact_split_sum(x[b:b + n], m) + (k - 1.0))
     return lse
 
 
@@ -369,7 +379,7 @@ def logsumexp_row_m(x, scratch, m, nxt):
     if -np.inf < m < np.inf:
         s, k, mn = exp_sum(x, m, 1.0, scratch, nxt, True)
         if s == s:
-            return logsumexp_value(x, 0, x.shape[0], m, s, k), 1.0, mn
+            return logsumexp_value(x, np.int64(0), x.shape[0], m, s, k), 1.0, mn
     res, sign = _rows.logsumexp_row(x, None)
     return res, sign, row_max(nxt)
 
@@ -379,7 +389,8 @@ def logsumexp_row(x, scratch):
     """``(logsumexp(x), sign)`` of a unit-stride row."""
     n = x.shape[0]
     if n >= LONG_ROW:
-        return long_row(2, x, scratch[:0], 1.0, 1.0)
+        # np.int64: a literal argument would compile a second long_row
+        return long_row(np.int64(2), x, scratch[:0], 1.0, 1.0)
     if n == 0:
         return _rows.logsumexp_row(x, None)
     res, sign, _ = logsumexp_row_m(x, scratch, row_max(x), x)
@@ -424,8 +435,9 @@ def write_back(orow, o):
 @njit(**SERIAL)
 def rows_range(kind, x, out, res, sign, t, lo, hi):
     """softmax (kind 0) or log_softmax (1) of rows ``lo .. hi`` of the 2-D
-    ``x`` into ``out``, or logsumexp (2) into ``res``/``sign`` (``out`` then
-    unused, but writable and with at least one row).  Rows of a unit-stride ``x`` are
+    ``x`` (rows of 1 to ``LONG_ROW - 1`` elements) into ``out``, or
+    logsumexp (2) into ``res``/``sign`` (``out`` then unused, but writable
+    and with at least one row).  Rows of a unit-stride ``x`` are
     pipelined: the pass that computes row ``r``'s ``exp`` also reads row
     ``r + 1`` and finds its maximum."""
     n = x.shape[1]
@@ -434,16 +446,7 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
     inv_t = 1.0 / t
     obuf = row_buffer(out, n)
     xbuf = row_buffer(x, n)
-    scratch = np.empty(n if n < LONG_ROW else 0)
-    if n >= LONG_ROW or n == 0:
-        for r in range(lo, hi):
-            if kind == 2:
-                res[r], sign[r] = logsumexp_row(unit_row(x[r], xbuf), scratch)
-            elif n > 0:
-                o = unit_row(out[r], obuf)
-                long_row(kind, unit_row(x[r], xbuf), o, t, inv_t)
-                write_back(out[r], o)
-        return
+    scratch = np.empty(n)
     pipelined = x.strides[1] == x.itemsize
     unit_out = out.strides[1] == out.itemsize
     xr = row_view(x, lo) if pipelined else unit_row(x[lo], xbuf)
@@ -470,81 +473,83 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
 
 
 # ------------------------------------------------------------- short rows
-# Rows of a few elements: per-row calls would cost more than the work, and
-# loops of a few iterations do not vectorize.  A block of consecutive rows
-# of a C-contiguous array is one flat span: the maxima go to a flat array
-# (one per element), so ``exp`` runs as one long vectorized loop.
+# Rows of a few elements: loops over one row are too short to vectorize,
+# and per-row calls cost more than the work.  A block of consecutive rows
+# is transposed into a float64 scratch of shape (n, rows), so that every
+# pass (maxima, exp, sums) is a loop over rows, vectorized across them;
+# only the copies in and out are scalar.  Sums follow row_sums' order, so
+# every path gives the same bits.
 
-SHORT_BLOCK = 2048  # elements per block of short rows
+@njit(**SERIAL)
+def block_exp(xt, mf, inv_t, e, x):
+    """``e[j, r] = exp((xt[j, r] - mf[r]) * inv_t)``, vectorized over ``r``
+    (the precision of ``x``'s dtype, see :func:`shifted_exp`)."""
+    for j in range(xt.shape[0]):
+        for r in range(xt.shape[1]):
+            e[j, r] = shifted_exp(xt[j, r], mf[r], inv_t, x)
 
 
 @njit(**SERIAL)
-def exp_flat(x, mflat, inv_t, e):
-    """``e[i] = exp((x[i] - mflat[i]) * inv_t)`` over a flat block."""
-    for i in range(x.shape[0]):
-        e[i] = shifted_exp(x[i], mflat[i], inv_t, x)
-
-
-@njit(**SERIAL)
-def short_block(kind, xf, of, res, sign, n, t, r0, nrows, e, mflat, mrow):
-    """softmax (kind 0) or log_softmax (1) into the flat ``of``, or
-    logsumexp (2) into ``res``/``sign``, of rows ``r0 .. r0 + nrows`` of the
-    flat C-contiguous ``xf`` with rows of ``n`` elements: the maxima, one
-    vectorized ``exp`` over the block, then short per-row sums and outputs.
-    A row with a special value goes to the exact scalar kernels."""
+def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
+    """softmax (kind 0) or log_softmax (1) of the rows of the 2-D
+    C-contiguous block ``xb`` into ``ob`` (may be ``xb``), or logsumexp (2)
+    into ``res[r0:]``/``sign[r0:]``.  ``xt``/``e`` are (n, rows) scratch
+    blocks, ``acc`` (5, rows), ``m``/``mf`` at least ``rows`` long.  A row
+    with a special value goes to the exact scalar kernels."""
+    rows, n = xb.shape
     inv_t = 1.0 / t
-    b0 = r0 * n
-    xs = xf[b0:b0 + nrows * n]
-    for r in range(nrows):
-        b = r * n
-        m = xs[b]
-        for j in range(1, n):
-            m = max_no_nan(m, xs[b + j])  # a NaN shows in the sum below
-        m = np.float64(m)
-        mrow[r] = m
-        mf = m if -np.inf < m < np.inf else 0.0
-        for j in range(n):
-            mflat[b + j] = mf
-    exp_flat(xs, mflat[:nrows * n], inv_t, e)
-    os = of[b0:b0 + nrows * n]  # empty for logsumexp
-    # One loop per kind: simple loop bodies, without per-row branching.
-    if kind == 0:
-        for r in range(nrows):
-            b = r * n
-            s, _ = row_sums(xs, e, b, n, mrow[r], False)
-            if not (-np.inf < mrow[r] < np.inf) or s != s:
-                short_special(kind, xs, os, res, sign, t, b, n, r0 + r)
-                continue
+    for j in range(n):
+        for r in range(rows):
+            xt[j, r] = xb[r, j]
+    for r in range(rows):
+        m[r] = xt[0, r]
+    for j in range(1, n):
+        for r in range(rows):
+            m[r] = max_no_nan(m[r], xt[j, r])  # a NaN shows in the sum below
+    for r in range(rows):
+        v = m[r]
+        mf[r] = v if -np.inf < v < np.inf else 0.0
+    block_exp(xt, mf, inv_t, e, xb)
+    for q in range(5):
+        for r in range(rows):
+            acc[q, r] = 0.0
+    # acc[0..3]: row_sums' four interleaved partial sums; acc[4]: entries
+    # below the maximum (log_softmax, logsumexp).
+    q4 = n - n % 4
+    for j in range(n):
+        q = j % 4 if j < q4 else 0
+        if kind == 0:
+            for r in range(rows):
+                acc[q, r] += e[j, r]
+        else:
+            for r in range(rows):
+                w = np.float64(xt[j, r] != m[r])
+                acc[q, r] += e[j, r] * w
+                acc[4, r] += w
+    xf = xb.reshape(-1)
+    of = ob.reshape(-1)  # empty for logsumexp
+    for r in range(rows):
+        s = (acc[0, r] + acc[1, r]) + (acc[2, r] + acc[3, r])
+        mr = m[r]
+        if not (-np.inf < mr < np.inf) or s != s:
+            short_special(kind, xf, of, res, sign, t, r * n, n, r0 + r)
+        elif kind == 0:
             rr = 1.0 / s
             for j in range(n):
-                os[b + j] = e[b + j] * rr
-    elif kind == 1:
-        for r in range(nrows):
-            b = r * n
-            m = mrow[r]
-            s, k = row_sums(xs, e, b, n, m, True)
-            if not (-np.inf < m < np.inf) or s != s:
-                short_special(kind, xs, os, res, sign, t, b, n, r0 + r)
-                continue
-            lse = math.log1p(s + (k - 1.0))
+                ob[r, j] = e[j, r] * rr
+        elif kind == 1:
+            lse = math.log1p(s + ((n - acc[4, r]) - 1.0))
             for j in range(n):
-                os[b + j] = (np.float64(xs[b + j]) - m) * inv_t - lse
-    else:
-        for r in range(nrows):
-            b = r * n
-            m = mrow[r]
-            s, k = row_sums(xs, e, b, n, m, True)
-            if not (-np.inf < m < np.inf) or s != s:
-                short_special(kind, xs, os, res, sign, t, b, n, r0 + r)
-                continue
-            res[r0 + r] = logsumexp_value(xs, b, n, m, s, k)
+                ob[r, j] = (xt[j, r] - mr) * inv_t - lse
+        else:
+            res[r0 + r] = logsumexp_value(xf, r * n, n, mr, s, n - acc[4, r])
             sign[r0 + r] = 1.0
 
 
 @njit(**SERIAL)
 def short_special(kind, xs, os, res, sign, t, b, n, row):
     """A short row with a special value (the elements ``b .. b + n`` of the
-    block): the exact scalar kernels."""
+    flat block): the exact scalar kernels."""
     xrow = xs[b:b + n]
     if kind == 0:
         _rows.softmax_row(xrow, os[b:b + n], t, None)
@@ -557,16 +562,20 @@ def short_special(kind, xs, os, res, sign, t, b, n, row):
 @njit(**SERIAL)
 def short_rows_range(kind, x, out, res, sign, t, lo, hi):
     """:func:`short_block` over rows ``lo .. hi`` of the C-contiguous 2-D
-    ``x`` (and ``out``), in blocks of about ``SHORT_BLOCK`` elements."""
+    ``x`` (and ``out``), in blocks of ``SHORT_BLOCK_ROWS`` rows."""
     n = x.shape[1]
-    per = max(1, min(SHORT_BLOCK // max(n, 1), hi - lo))
-    e = np.empty(per * n)
-    mflat = np.empty(per * n)
-    mrow = np.empty(per)
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
+    per = max(1, min(SHORT_BLOCK_ROWS, hi - lo))
+    xt = np.empty(n * per)
+    e = np.empty(n * per)
+    acc = np.empty(5 * per)
+    m = np.empty(per)
+    mf = np.empty(per)
     for r0 in range(lo, hi, per):
-        short_block(kind, xf, of, res, sign, n, t, r0, min(per, hi - r0), e, mflat, mrow)
+        rows = min(per, hi - r0)
+        xb = x[r0:r0 + rows]
+        ob = out[r0:r0 + rows] if kind != 2 else out
+        short_block(kind, xb, ob, res, sign, t, r0, xt[:n * rows].reshape((n, rows)),
+                    e[:n * rows].reshape((n, rows)), acc[:5 * rows].reshape((5, rows)), m, mf)
 
 
 @njit(**SERIAL)
@@ -585,41 +594,65 @@ def short_rows_parallel(kind, x, out, res, sign, t, nblocks):
 # ------------------------------------------------------------ small calls
 
 
+# One entry per row-length class, so that a first call compiles only the
+# kernels its rows need.  Rows give the same bits through every driver.
+
+
 @njit(**SERIAL)
-def small_rows(kind, x):
+def small_short(kind, x):
     """softmax (kind 0) or log_softmax (1) along the last axis of a small
-    C-contiguous 1-D or 2-D array, into a new array allocated here: one
-    compiled call, the least overhead for the common small case.  (Short
-    rows give the same bits through either driver.)"""
+    C-contiguous 1-D or 2-D array with rows of at most ``SHORT_ROW``
+    elements, into a new array allocated here: one compiled call, the
+    least overhead for the common small case."""
     n = x.shape[-1]
-    x2 = x.reshape((x.size // n, n))
     out = np.empty_like(x)
-    if x2.shape[0] == 1:  # one row: no driver
-        rowwise(kind, x2[0], out.reshape(x2.shape)[0], 1.0, 1.0, np.empty(n))
+    if x.size == n:  # one row: the row kernels, without a block to transpose
+        xr = x.reshape(n)
+        if kind == 0:
+            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr)
+        else:
+            log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr)
         return out
     none = np.empty(0, x.dtype)
-    if n <= SHORT_ROW:
-        short_rows_serial(kind, x2, out.reshape(x2.shape), none, none, 1.0)
-    else:
-        rows_serial(kind, x2, out.reshape(x2.shape), none, none, 1.0)
+    short_rows_serial(kind, x.reshape((x.size // n, n)), out.reshape((x.size // n, n)),
+                      none, none, 1.0)
     return out
 
 
 @njit(**SERIAL)
-def small_logsumexp(x):
-    """logsumexp along the last axis of a small C-contiguous 1-D or 2-D
-    array, as :func:`small_rows`: a 1-D result, one entry per row."""
+def small_rows(kind, x):
+    """:func:`small_short` for rows of ``SHORT_ROW + 1`` to ``LONG_ROW - 1``
+    elements."""
     n = x.shape[-1]
-    x2 = x.reshape((x.size // n, n))
-    res = np.empty(x2.shape[0], x.dtype)
-    sign = np.empty(x2.shape[0], x.dtype)
-    if x2.shape[0] == 1:  # one row: no driver
-        res[0], sign[0] = logsumexp_row(x2[0], np.empty(n))
+    out = np.empty_like(x)
+    none = np.empty(0, x.dtype)
+    rows_serial(kind, x.reshape((x.size // n, n)), out.reshape((x.size // n, n)), none, none, 1.0)
+    return out
+
+
+@njit(**SERIAL)
+def small_logsumexp_short(x):
+    """logsumexp along the last axis, as :func:`small_short`: a 1-D result,
+    one entry per row."""
+    n = x.shape[-1]
+    res = np.empty(x.size // n, x.dtype)
+    if x.size == n:  # one row
+        xr = x.reshape(n)
+        res[0], _, _ = logsumexp_row_m(xr, np.empty(n), row_max(xr), xr)
         return res
-    if n <= SHORT_ROW:
-        short_rows_serial(2, x2, np.empty((0, 0), x.dtype), res, sign, 1.0)
-    else:
-        rows_serial(2, x2, np.empty((1, 0), x.dtype), res, sign, 1.0)
+    # np.int64: a literal kind would compile a second set of kernels
+    short_rows_serial(np.int64(2), x.reshape((x.size // n, n)), np.empty((0, 0), x.dtype), res,
+                      np.empty_like(res), 1.0)
+    return res
+
+
+@njit(**SERIAL)
+def small_logsumexp(x):
+    """logsumexp along the last axis, as :func:`small_rows`."""
+    n = x.shape[-1]
+    res = np.empty(x.size // n, x.dtype)
+    rows_serial(np.int64(2), x.reshape((x.size // n, n)), np.empty((1, 0), x.dtype), res,
+                np.empty_like(res), 1.0)
     return res
 
 
@@ -732,20 +765,40 @@ def long_row(kind, xr, orow, t, inv_t):
     return np.nan, np.nan
 
 
+@njit(**SERIAL)
+def long_rows_serial(kind, x, out, res, sign, t):
+    """:func:`long_row` over the rows of ``x`` (rows of at least
+    ``LONG_ROW`` elements; strided rows are copied to a buffer): ``out``
+    for kinds 0/1, ``res``/``sign`` for kind 2."""
+    n = x.shape[1]
+    inv_t = 1.0 / t
+    xbuf = row_buffer(x, n)
+    obuf = row_buffer(out, n)
+    for r in range(x.shape[0]):
+        xr = unit_row(x[r], xbuf)
+        if kind == 2:
+            res[r], sign[r] = long_row(kind, xr, xr[:0], 1.0, 1.0)
+        else:
+            o = unit_row(out[r], obuf)
+            long_row(kind, xr, o, t, inv_t)
+            write_back(out[r], o)
+
+
 @njit(**PARALLEL)
 def long_rows_parallel(kind, x, out, res, sign, t):
-    """:func:`long_row` over the unit-stride rows of ``x``, each row's
-    chunks split across threads (``out`` for kinds 0/1, ``res``/``sign``
-    for kind 2)."""
+    """:func:`long_rows_serial` with each row's chunks split across
+    threads (the same arithmetic, so identical bits)."""
     n = x.shape[1]
     nch = (n + LONG_ROW_CHUNK - 1) // LONG_ROW_CHUNK
     ms = np.empty(nch)
     ss = np.empty(nch)
     ks = np.empty(nch, np.int64)
     inv_t = 1.0 / t
+    xbuf = row_buffer(x, n)
+    obuf = row_buffer(out, n)
     for r in range(x.shape[0]):
-        xr = unit_stride_view(x[r])
-        orow = unit_stride_view(out[r if kind != 2 else 0])
+        xr = unit_row(x[r], xbuf)
+        orow = unit_row(out[r], obuf) if kind != 2 else xr[:0]
         for c in prange(nch):
             chunk_stats(xr, c, inv_t, ms, ss, ks, kind == 2)
         big, rest = combine_chunks(ms, ss, ks, inv_t)
@@ -760,6 +813,8 @@ def long_rows_parallel(kind, x, out, res, sign, t):
         if kind == 2:
             res[r] = v
             sign[r] = sg
+        else:
+            write_back(out[r], orow)
 
 
 # ---------------------------------------------------------------- drivers

@@ -85,13 +85,15 @@ _ROW_TYPES = ["void(float32[:], float32[:])", "void(float64[:], float64[:])"]
 # The core functions see one row, of any stride: unit-stride rows run the
 # vectorized kernels in place, strided ones through a contiguous buffer.
 # They leave the floating-point exception flags as they found them (numpy
-# would report the vector code's NaN comparisons as RuntimeWarnings).
+# would report the vector code's NaN comparisons as RuntimeWarnings).  The
+# kind is passed as np.int64, not a literal: softmax and log_softmax then
+# share one compiled rowwise (numba compiles one version per literal).
 
 
 def _softmax_core(x, out):
     flags = fp_flags_save()
     o = _fastrows.as_unit(out)
-    _fastrows.rowwise(0, _fastrows.as_unit(x), o, 1.0, 1.0, np.empty(x.shape[0]))
+    _fastrows.rowwise(np.int64(0), _fastrows.as_unit(x), o, 1.0, 1.0, np.empty(x.shape[0]))
     _fastrows.write_back(out, o)
     fp_flags_restore(flags)
 
@@ -99,7 +101,7 @@ def _softmax_core(x, out):
 def _log_softmax_core(x, out):
     flags = fp_flags_save()
     o = _fastrows.as_unit(out)
-    _fastrows.rowwise(1, _fastrows.as_unit(x), o, 1.0, 1.0, np.empty(x.shape[0]))
+    _fastrows.rowwise(np.int64(1), _fastrows.as_unit(x), o, 1.0, 1.0, np.empty(x.shape[0]))
     _fastrows.write_back(out, o)
     fp_flags_restore(flags)
 

@@ -196,11 +196,11 @@ import numpy as np
 from softjit import _fastrows
 x = np.zeros(64, {dtype}); s = np.zeros(64)
 _fastrows.exp_sum_block(x, 0.0, 1.0, s, x, True)  # the fused exp + sum + next max
-_fastrows.exp_flat(x, s, 1.0, s)  # short rows' exp
+_fastrows.block_exp(s.reshape(8, 8), s[:8], 1.0, s.reshape(8, 8), x.reshape(8, 8))  # short rows
 _fastrows.scale_into(s, 0.5, x)
 _fastrows.row_max(x)
 import re
-for fn in (_fastrows.exp_sum_block, _fastrows.exp_flat, _fastrows.scale_into,
+for fn in (_fastrows.exp_sum_block, _fastrows.block_exp, _fastrows.scale_into,
            _fastrows.row_max):
     asm = "".join(fn.inspect_asm().values())
     packed = re.findall(r"\\bv(?:fmadd\\w*|max|mul|add)p[sd]\\s[^\\n]*%[yz]mm", asm)
