@@ -45,13 +45,17 @@ from ._options import (
     SERIAL,
     SHORT_BLOCK_ROWS,
     SHORT_ROW,
+    STREAM_MIN_BYTES,
     SUM_BLOCK,
 )
 from ._simd import (
+    STREAM_BYTES,
     exp_neg_f64_2,
     exp_neg_f64_for_f32,
     max_no_nan,
     row_view,
+    store_fence,
+    stream_scaled,
     two_diff,
     unit_stride_view,
 )
@@ -285,6 +289,49 @@ def scale_into(src, r, out):
 
 
 @njit(**SERIAL)
+def stream_scale_into(src, r, out):
+    """``out[i] = src[i] * r`` (float64 ``src``) with streaming stores,
+    which write around the caches: for results larger than the cache,
+    whose stores would otherwise first read each line from memory."""
+    n = out.shape[0]
+    w = STREAM_BYTES // out.itemsize
+    i = 0
+    addr = out.ctypes.data
+    while i < n and (addr + i * out.itemsize) % STREAM_BYTES != 0:
+        out[i] = src[i] * r
+        i += 1
+    while i + w <= n:
+        stream_scaled(src, i, r, out)
+        i += w
+    while i < n:
+        out[i] = src[i] * r
+        i += 1
+    store_fence()
+
+
+def streams(x, out):
+    """Whether the rows of ``out`` get streaming stores: a result of at
+    least ``STREAM_MIN_BYTES`` (larger than the caches), not in place
+    (numba only)."""
+    raise NotImplementedError("streams is only callable from numba code")
+
+
+@overload(streams)
+def _streams_impl(x, out):
+    def impl(x, out):
+        return (out.size * out.itemsize >= STREAM_MIN_BYTES
+                and x.ctypes.data != out.ctypes.data)
+    return impl
+
+
+@njit(**SERIAL)
+def exp_into(x, m, inv_t, dst):
+    """``dst[i] = exp((x[i] - m) * inv_t)``, as in the row kernels."""
+    for i in range(x.shape[0]):
+        dst[i] = shifted_exp(x[i], m, inv_t, x)
+
+
+@njit(**SERIAL)
 def shift_into(x, m, inv_t, lse, out):
     for i in range(out.shape[0]):
         out[i] = (np.float64(x[i]) - m) * inv_t - lse
@@ -312,20 +359,24 @@ def exp_scale_inplace(a, m, inv_t, r):
 
 
 @njit(**SERIAL)
-def softmax_row_m(x, out, t, inv_t, scratch, m, nxt):
+def softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
     """softmax of a unit-stride row shorter than ``LONG_ROW`` into ``out``
-    (may be ``x``), given ``m = row_max(x)``; returns ``row_max(nxt)``."""
+    (may be ``x``), given ``m = row_max(x)``; returns ``row_max(nxt)``.
+    ``stream``: write ``out`` with streaming stores."""
     if -np.inf < m < np.inf:
         s, _, mn = exp_sum(x, m, inv_t, scratch, nxt, False)
         if s == s:
-            scale_into(scratch, 1.0 / s, out)
+            if stream:
+                stream_scale_into(scratch, 1.0 / s, out)
+            else:
+                scale_into(scratch, 1.0 / s, out)
             return mn
     _rows.softmax_row(x, out, t, None)
     return row_max(nxt)
 
 
 @njit(**SERIAL)
-def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt):
+def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
     """log_softmax as :func:`softmax_row_m`: ``log1p`` of the sum of the
     terms below the maximum (plus the count of the others, less one) keeps
     the largest entry's tiny negative value."""
@@ -335,6 +386,9 @@ def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt):
             lse = math.log1p(s + (k - 1.0))
             if x.ctypes.data == out.ctypes.data:
                 shift_inplace(out, m, inv_t, lse)
+            elif stream:
+                shift_into(x, m, inv_t, lse, scratch)
+                stream_scale_into(scratch, 1.0, out)
             else:
                 shift_into(x, m, inv_t, lse, out)
             return mn
@@ -348,11 +402,11 @@ def rowwise(kind, x, out, t, inv_t, scratch):
     length into ``out`` (may be ``x``)."""
     n = x.shape[0]
     if n >= LONG_ROW:
-        long_row(kind, x, out, t, inv_t)
+        long_row(kind, x, out, t, inv_t, streams(x, out))
     elif n > 0 and kind == 0:
-        softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x)
+        softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, streams(x, out))
     elif n > 0:
-        log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x)
+        log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, streams(x, out))
 
 
 @njit(**SERIAL)
@@ -389,8 +443,9 @@ def logsumexp_row(x, scratch):
     """``(logsumexp(x), sign)`` of a unit-stride row."""
     n = x.shape[0]
     if n >= LONG_ROW:
-        # np.int64: a literal argument would compile a second long_row
-        return long_row(np.int64(2), x, scratch[:0], 1.0, 1.0)
+        # No literal arguments: each would compile a second long_row (the
+        # last argument is False: an empty output never streams).
+        return long_row(np.int64(2), x, scratch[:0], 1.0, 1.0, streams(x, scratch[:0]))
     if n == 0:
         return _rows.logsumexp_row(x, None)
     res, sign, _ = logsumexp_row_m(x, scratch, row_max(x), x)
@@ -449,6 +504,7 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
     scratch = np.empty(n)
     pipelined = x.strides[1] == x.itemsize
     unit_out = out.strides[1] == out.itemsize
+    stream = kind != 2 and unit_out and streams(x, out)
     xr = row_view(x, lo) if pipelined else unit_row(x[lo], xbuf)
     m = row_max(xr)
     for r in range(lo, hi):
@@ -464,9 +520,9 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
         else:
             o = row_view(out, r) if unit_out else obuf
             if kind == 0:
-                m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt)
+                m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
             else:
-                m = log_softmax_row_m(xr, o, t, inv_t, scratch, m, nxt)
+                m = log_softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
             if not unit_out:
                 write_back(out[r], o)
         xr = nxt
@@ -609,9 +665,11 @@ def small_short(kind, x):
     if x.size == n:  # one row: the row kernels, without a block to transpose
         xr = x.reshape(n)
         if kind == 0:
-            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr)
+            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr,
+                          streams(x, out))
         else:
-            log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr)
+            log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr,
+                              streams(x, out))
         return out
     none = np.empty(0, x.dtype)
     short_rows_serial(kind, x.reshape((x.size // n, n)), out.reshape((x.size // n, n)),
@@ -700,13 +758,22 @@ def combine_chunks(ms, ss, ks, inv_t):
 
 
 @njit(**SERIAL)
-def long_finish_chunk(kind, xr, orow, c, big, inv_t, value):
+def long_finish_chunk(kind, xr, orow, c, big, inv_t, value, stream):
     """Chunk ``c`` of a long row: softmax (kind 0, ``value`` = 1/sum) or
-    log_softmax (kind 1, ``value`` = log of the sum) into ``orow``."""
+    log_softmax (kind 1, ``value`` = log of the sum) into ``orow``
+    (``stream``: with streaming stores, through a float64 buffer)."""
     lo = c * LONG_ROW_CHUNK
     hi = min(lo + LONG_ROW_CHUNK, xr.shape[0])
     inplace = xr.ctypes.data == orow.ctypes.data
-    if kind == 0 and inplace:
+    if stream and not inplace:
+        buf = np.empty(hi - lo)
+        if kind == 0:
+            exp_into(xr[lo:hi], big, inv_t, buf)
+            stream_scale_into(buf, value, orow[lo:hi])
+        else:
+            shift_into(xr[lo:hi], big, inv_t, value, buf)
+            stream_scale_into(buf, 1.0, orow[lo:hi])
+    elif kind == 0 and inplace:
         exp_scale_inplace(orow[lo:hi], big, inv_t, value)
     elif kind == 0:
         exp_scale_into(xr[lo:hi], big, inv_t, value, orow[lo:hi])
@@ -740,7 +807,7 @@ def long_value(kind, big, rest):
 
 
 @njit(**SERIAL)
-def long_row(kind, xr, orow, t, inv_t):
+def long_row(kind, xr, orow, t, inv_t, stream):
     """softmax (kind 0) / log_softmax (1) into ``orow``, or logsumexp (2,
     returned with its sign), of a unit-stride row of at least ``LONG_ROW``
     elements: chunk statistics, combined, then a finishing pass.
@@ -761,7 +828,7 @@ def long_row(kind, xr, orow, t, inv_t):
     if kind == 2:
         return value, 1.0
     for c in range(nch):
-        long_finish_chunk(kind, xr, orow, c, big, inv_t, value)
+        long_finish_chunk(kind, xr, orow, c, big, inv_t, value, stream)
     return np.nan, np.nan
 
 
@@ -774,13 +841,14 @@ def long_rows_serial(kind, x, out, res, sign, t):
     inv_t = 1.0 / t
     xbuf = row_buffer(x, n)
     obuf = row_buffer(out, n)
+    stream = kind != 2 and streams(x, out)
     for r in range(x.shape[0]):
         xr = unit_row(x[r], xbuf)
         if kind == 2:
-            res[r], sign[r] = long_row(kind, xr, xr[:0], 1.0, 1.0)
+            res[r], sign[r] = long_row(kind, xr, xr[:0], 1.0, 1.0, stream)
         else:
             o = unit_row(out[r], obuf)
-            long_row(kind, xr, o, t, inv_t)
+            long_row(kind, xr, o, t, inv_t, stream)
             write_back(out[r], o)
 
 
@@ -796,6 +864,7 @@ def long_rows_parallel(kind, x, out, res, sign, t):
     inv_t = 1.0 / t
     xbuf = row_buffer(x, n)
     obuf = row_buffer(out, n)
+    stream = kind != 2 and streams(x, out)
     for r in range(x.shape[0]):
         xr = unit_row(x[r], xbuf)
         orow = unit_row(out[r], obuf) if kind != 2 else xr[:0]
@@ -809,7 +878,7 @@ def long_rows_parallel(kind, x, out, res, sign, t):
             sg = 1.0
             if kind != 2:
                 for c in prange(nch):
-                    long_finish_chunk(kind, xr, orow, c, big, inv_t, v)
+                    long_finish_chunk(kind, xr, orow, c, big, inv_t, v, stream)
         if kind == 2:
             res[r] = v
             sign[r] = sg

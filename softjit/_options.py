@@ -99,6 +99,10 @@ SHORT_ROW = 64
 SHORT_BLOCK_ROWS = 128
 LONG_ROW_CHUNK = 1 << 13
 
+#: Results of at least this many bytes (larger than the caches) are
+#: written with streaming stores (softmax and log_softmax, not in place).
+STREAM_MIN_BYTES = 1 << 24
+
 #: Held while a parallel driver runs.  numba's ``workqueue`` threading layer
 #: aborts the process when two Python threads enter parallel code at once;
 #: a caller that finds the lock taken runs the serial driver instead, which

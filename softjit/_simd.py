@@ -374,3 +374,62 @@ def max_no_nan(typingctx, a, b):
         return builder.call(fn, args, fastmath=("nnan", "nsz"))
 
     return a(a, b), codegen
+
+
+#: Bytes written by one :func:`stream_scaled` (one AVX register).
+STREAM_BYTES = 32
+
+
+@intrinsic
+def stream_scaled(typingctx, src, i, r, dst):
+    """``dst[i:i + w] = src[i:i + w] * r`` with one aligned non-temporal
+    (streaming) vector store, ``w = STREAM_BYTES // dst.itemsize``.
+
+    ``src`` is float64 (unit stride), ``dst`` float32 or float64 with
+    ``&dst[i]`` aligned to ``STREAM_BYTES``.  A streaming store writes
+    around the caches: a large result then costs one write of memory
+    instead of a read for ownership and a write.  Call :func:`store_fence`
+    after the last one.  No bounds checks: callers keep ``i + w`` in range.
+    """
+    if not (isinstance(src, types.Array) and src.dtype == types.float64
+            and isinstance(dst, types.Array) and dst.dtype in (types.float32, types.float64)
+            and isinstance(i, types.Integer) and r == types.float64):
+        return None
+    width = STREAM_BYTES * 8 // dst.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        s = context.make_array(sig.args[0])(context, builder, args[0])
+        d = context.make_array(sig.args[3])(context, builder, args[3])
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        vt = ir.VectorType(ir.DoubleType(), width)
+        v = builder.load(builder.bitcast(builder.gep(s.data, [idx]), vt.as_pointer()), align=8)
+        rv = ir.Constant(vt, ir.Undefined)
+        for k in range(width):
+            rv = builder.insert_element(rv, args[2], ir.Constant(ir.IntType(32), k))
+        p = builder.fmul(v, rv)
+        if sig.args[3].dtype == types.float32:
+            p = builder.fptrunc(p, ir.VectorType(ir.FloatType(), width))
+        ptr = builder.bitcast(builder.gep(d.data, [idx]), p.type.as_pointer())
+        store = builder.store(p, ptr, align=STREAM_BYTES)
+        store.set_metadata("nontemporal",
+                           builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(src, i, r, dst), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """Order earlier streaming stores before later memory operations
+    (``sfence`` on x86, a full fence elsewhere)."""
+
+    def codegen(context, builder, sig, args):
+        if _is_x86():
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
+            builder.call(fn, [])
+        else:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen

@@ -206,6 +206,10 @@ for fn in (_fastrows.exp_sum_block, _fastrows.block_exp, _fastrows.scale_into,
     packed = re.findall(r"\\bv(?:fmadd\\w*|max|mul|add)p[sd]\\s[^\\n]*%[yz]mm", asm)
     print(fn.__name__, len(packed))
     assert len(packed) >= 2, fn.__name__ + " has no packed vector arithmetic"
+# Large results are written with streaming (non-temporal) vector stores.
+_fastrows.stream_scale_into(s, 0.5, x)
+asm = "".join(_fastrows.stream_scale_into.inspect_asm().values())
+assert re.search(r"\\bvmovnt\\w*\\s[^\\n]*%[xyz]mm", asm) and "sfence" in asm, "no streaming stores"
 print("CHILD_OK")
 """
 

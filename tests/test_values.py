@@ -266,3 +266,23 @@ def test_large_arrays_take_the_parallel_path(rng):
     np.testing.assert_allclose(softjit.log_softmax(x, axis=0), ref.log_softmax(x, 0), rtol=2e-6,
                                atol=1e-6)
     np.testing.assert_allclose(softjit.logsumexp(x), ref.logsumexp(x), rtol=2e-6)
+
+
+@pytest.mark.parametrize("shape", [(4096, 1031), (2, 2_100_000)], ids=["rows", "long-rows"])
+def test_large_results_streamed(shape, rng):
+    """Results of 16 MiB or more are written with streaming stores (from an
+    aligned element on, the head and tail plainly): the same values as the
+    reference, the same bits into an ``out=`` at any alignment and the same
+    bits as the gufunc layer, which sees one row at a time."""
+    from softjit import gufuncs
+
+    x = (rng.standard_normal(shape) * 5).astype(np.float32)
+    assert x.nbytes >= 1 << 24
+    for fn, rfn, gfn in [(softjit.softmax, ref.softmax, gufuncs.softmax),
+                         (softjit.log_softmax, ref.log_softmax, gufuncs.log_softmax)]:
+        got = fn(x)
+        np.testing.assert_allclose(got, rfn(x, -1), **tol(np.float32))
+        assert np.array_equal(got, gfn(x))
+        for offset in (1, 3):  # out= starting 4 and 12 bytes past a 16-byte boundary
+            buf = np.empty(x.size + offset, np.float32)[offset:].reshape(shape)
+            assert np.array_equal(fn(x, out=buf), got)
