@@ -52,6 +52,7 @@ from ._simd import (
     STREAM_BYTES,
     exp_neg_f64_2,
     exp_neg_f64_for_f32,
+    log1p_pos,
     max_no_nan,
     row_view,
     store_fence,
@@ -383,7 +384,7 @@ def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
     if -np.inf < m < np.inf:
         s, k, mn = exp_sum(x, m, inv_t, scratch, nxt, True)
         if s == s:
-            lse = math.log1p(s + (k - 1.0))
+            lse = log1p_pos(s + (k - 1.0))
             if x.ctypes.data == out.ctypes.data:
                 shift_inplace(out, m, inv_t, lse)
             elif stream:
@@ -412,16 +413,23 @@ def rowwise(kind, x, out, t, inv_t, scratch):
 @njit(**SERIAL)
 def logsumexp_value(x, b, n, m, s, k):
     """logsumexp of ``x[b:b + n]`` from its maximum ``m``, the sum ``s`` of
-    the terms below it and the count ``k`` of the others.
+    the terms below it and the count ``k`` of the others (float32 rows:
+    see :func:`logsumexp_refine`)."""
+    return logsumexp_refine(x, b, n, m, m + log1p_pos(s + (k - 1.0)), k)
+
+
+@njit(**SERIAL)
+def logsumexp_refine(x, b, n, m, lse, k):
+    """``lse = m + log1p(s + k - 1)`` of ``x[b:b + n]``, made exact enough
+    for float32 rows.
 
     For float32 rows ``s`` comes from the float32-grade ``exp`` (relative
     error ~1e-8, so the logarithm's absolute error is ~1e-8): below half a
     float32 ulp of a result of magnitude >= 1.  Near 0, where ``m`` and the
     logarithm cancel, the sum is recomputed with the float64-exact ``exp``.
     """
-    lse = m + math.log1p(s + (k - 1.0))
     if x.itemsize == 4 and abs(lse) < 1.0:
-        lse = m + math.log1p(exact_split_sum(x[b:b + n], m) + (k - 1.0))
+        return m + log1p_pos(exact_split_sum(x[b:b + n], m) + (k - 1.0))
     return lse
 
 
@@ -582,23 +590,33 @@ def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
                 w = np.float64(xt[j, r] != m[r])
                 acc[q, r] += e[j, r] * w
                 acc[4, r] += w
+    # Across rows: acc[0] = the sum, acc[1] = what the output needs (1/sum,
+    # or log1p of the sum below the maximum plus the count of maxima less 1).
+    for r in range(rows):
+        acc[0, r] = (acc[0, r] + acc[1, r]) + (acc[2, r] + acc[3, r])
+    if kind == 0:
+        for r in range(rows):
+            acc[1, r] = 1.0 / acc[0, r]
+    else:
+        for r in range(rows):
+            acc[1, r] = log1p_pos(acc[0, r] + ((n - acc[4, r]) - 1.0))
     xf = xb.reshape(-1)
     of = ob.reshape(-1)  # empty for logsumexp
     for r in range(rows):
-        s = (acc[0, r] + acc[1, r]) + (acc[2, r] + acc[3, r])
+        s = acc[0, r]
         mr = m[r]
         if not (-np.inf < mr < np.inf) or s != s:
             short_special(kind, xf, of, res, sign, t, r * n, n, r0 + r)
         elif kind == 0:
-            rr = 1.0 / s
+            rr = acc[1, r]
             for j in range(n):
                 ob[r, j] = e[j, r] * rr
         elif kind == 1:
-            lse = math.log1p(s + ((n - acc[4, r]) - 1.0))
+            lse = acc[1, r]
             for j in range(n):
                 ob[r, j] = (xt[j, r] - mr) * inv_t - lse
         else:
-            res[r0 + r] = logsumexp_value(xf, r * n, n, mr, s, n - acc[4, r])
+            res[r0 + r] = logsumexp_refine(xf, r * n, n, mr, mr + acc[1, r], n - acc[4, r])
             sign[r0 + r] = 1.0
 
 
@@ -802,8 +820,8 @@ def long_value(kind, big, rest):
     if kind == 0:
         return 1.0 / (1.0 + rest)
     if kind == 1:
-        return math.log1p(rest)
-    return big + math.log1p(rest)
+        return log1p_pos(rest)
+    return big + log1p_pos(rest)
 
 
 @njit(**SERIAL)

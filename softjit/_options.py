@@ -65,6 +65,12 @@ PARALLEL = dict(SERIAL, parallel=True)
 #: each instruction's own flags when it inlines them.
 REDUCE = dict(SERIAL, fastmath=set(FASTMATH_FLAGS | {"reassoc"}))
 
+#: Options for primitives whose bits must not depend on where they are
+#: inlined (a loop across rows, vectorized, or one row's scalar code): no
+#: fast-math flags, so LLVM cannot contract or rewrite their operations
+#: differently in the two.
+STRICT = dict(SERIAL, fastmath=False)
+
 #: Options for the gufunc layer (``numba.guvectorize``).
 GUFUNC = {
     "cache": CACHE,
