@@ -654,7 +654,7 @@ def short_rows_range(kind, x, out, res, sign, t, lo, hi):
 
 @njit(**SERIAL)
 def short_rows_serial(kind, x, out, res, sign, t):
-    short_rows_range(kind, x, out, res, sign, t, 0, x.shape[0])
+    short_rows_range(kind, x, out, res, sign, t, np.int64(0), x.shape[0])
 
 
 @njit(**PARALLEL)
@@ -914,7 +914,7 @@ def long_rows_parallel(kind, x, out, res, sign, t):
 @njit(**SERIAL)
 def rows_serial(kind, x, out, res, sign, t):
     """:func:`rows_range` over all rows of ``x``."""
-    rows_range(kind, x, out, res, sign, t, 0, x.shape[0])
+    rows_range(kind, x, out, res, sign, t, np.int64(0), x.shape[0])
 
 
 @njit(**PARALLEL)

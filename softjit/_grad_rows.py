@@ -323,7 +323,7 @@ def cross_entropy_index_rows_range(x, y, scale, loss, grad, lo, hi):
 @njit(**SERIAL)
 def cross_entropy_index_rows_serial(x, y, scale, loss, grad):
     """:func:`cross_entropy_index_row` over the rows (``grad`` may be None)."""
-    cross_entropy_index_rows_range(x, y, scale, loss, grad, 0, x.shape[0])
+    cross_entropy_index_rows_range(x, y, scale, loss, grad, np.int64(0), x.shape[0])
 
 
 @njit(**PARALLEL)
