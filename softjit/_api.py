@@ -47,8 +47,8 @@ def _small_last_axis(kind: str, x: Any) -> Any:
     A C-contiguous native float32/float64 ndarray of 1 to
     ``PARALLEL_MIN_ELEMENTS`` elements, with rows shorter than
     ``LONG_ROW``, reduced along its last axis with default options, goes
-    straight to a serial compiled driver (what the
-    general path would run too).  Returns None for anything else.
+    straight to a serial compiled driver (what the general path would run
+    too).  Returns None for anything else.
     """
     if type(x) is not np.ndarray:
         return None

@@ -310,19 +310,11 @@ def stream_scale_into(src, r, out):
     store_fence()
 
 
+@njit(**SERIAL)
 def streams(x, out):
-    """Whether the rows of ``out`` get streaming stores: a result of at
-    least ``STREAM_MIN_BYTES`` (larger than the caches), not in place
-    (numba only)."""
-    raise NotImplementedError("streams is only callable from numba code")
-
-
-@overload(streams)
-def _streams_impl(x, out):
-    def impl(x, out):
-        return (out.size * out.itemsize >= STREAM_MIN_BYTES
-                and x.ctypes.data != out.ctypes.data)
-    return impl
+    """Whether ``out`` gets streaming stores: a result of at least
+    ``STREAM_MIN_BYTES`` (larger than the caches), not in place."""
+    return out.size * out.itemsize >= STREAM_MIN_BYTES and x.ctypes.data != out.ctypes.data
 
 
 @njit(**SERIAL)
@@ -402,12 +394,13 @@ def rowwise(kind, x, out, t, inv_t, scratch):
     """softmax (kind 0) or log_softmax (1) of a unit-stride row of any
     length into ``out`` (may be ``x``)."""
     n = x.shape[0]
+    stream = streams(x, out)
     if n >= LONG_ROW:
-        long_row(kind, x, out, t, inv_t, streams(x, out))
+        long_row(kind, x, out, t, inv_t, stream)
     elif n > 0 and kind == 0:
-        softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, streams(x, out))
+        softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, stream)
     elif n > 0:
-        log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, streams(x, out))
+        log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, stream)
 
 
 @njit(**SERIAL)
