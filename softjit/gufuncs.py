@@ -33,7 +33,8 @@ smoothing, ``ignore_index``, reductions and probability targets are in
 :func:`softjit.cross_entropy` and the other loss functions.
 
 Each gufunc is built on first access (``softjit.gufuncs.softmax``), not
-when the module is imported, and its machine code is cached on disk.
+when the module is imported, and its machine code is cached on disk
+(one process at a time builds a gufunc: see ``softjit._buildlock``).
 
 Examples
 --------
@@ -61,6 +62,7 @@ import numpy as np
 from numba import guvectorize
 
 from . import _fastrows, _grad_rows
+from ._buildlock import build_lock
 from ._options import GUFUNC
 from ._simd import fp_flags_restore, fp_flags_save
 
@@ -179,7 +181,8 @@ _TYPES = {
 @functools.cache
 def _build(name: str) -> Any:
     core, signature = _BUILDERS[name]
-    gufunc = guvectorize(_TYPES.get(name, _ROW_TYPES), signature, **GUFUNC)(core)
+    with build_lock(core):  # see _buildlock: concurrent builds can corrupt numba's cache
+        gufunc = guvectorize(_TYPES.get(name, _ROW_TYPES), signature, **GUFUNC)(core)
     gufunc.__doc__ = f"{name} over the core axis: a numba gufunc with signature {signature}."
     return gufunc
 
