@@ -45,6 +45,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,10 @@ def ref_logsumexp(x):
     return m + np.log(np.exp(x - m[..., None]).sum(axis=-1))
 
 
+def ref_jacobian(y):
+    return y[..., :, None] * np.eye(y.shape[-1]) - y[..., :, None] * y[..., None, :]
+
+
 # (name, reference); a gufunc is built (compiled) on first access, so the
 # functions are looked up after the selection below.
 CASES = [
@@ -249,6 +254,8 @@ CASES = [
     ("gufuncs.softmax", ref_softmax),
     ("gufuncs.log_softmax", ref_log_softmax),
     ("gufuncs.logsumexp", ref_logsumexp),
+    # a gufunc that builds in about a second, for the children that compile afresh
+    ("gufuncs.softmax_jacobian", ref_jacobian),
 ]
 # Children that compile everything afresh (read-only copies) check a subset:
 # cold compilation dominates their run time.
@@ -271,8 +278,10 @@ for shape in SHAPES:
     for dt, tol in TOL.items():
         x = x64.astype(dt)
         for name, fn, ref in CASES:
-            got = fn(x)
-            want = ref(x.astype(np.float64))
+            # the jacobian's result is (rows, n, n): a corner of x is enough
+            xin = x.reshape(-1, x.shape[-1])[:3, :40] if name.endswith("jacobian") else x
+            got = fn(xin)
+            want = ref(xin.astype(np.float64))
             assert got.dtype == dt, (name, shape, got.dtype)
             np.testing.assert_allclose(got, want, err_msg=f"{name} {shape} {dt}", **tol)
 
@@ -347,8 +356,9 @@ def test_read_only_package_copy(tmp_path, user_cache):
         "SOFTJIT_EXPECTED_DIR": str(pkg),
         "SOFTJIT_N_DTYPES": "1",  # everything compiles afresh here: float64 only
         # Building a gufunc compiles both dtypes' kernels: the harder case
-        # (no cache anywhere) checks it.
-        "SOFTJIT_CASES": "softmax" if user_cache == "writable" else "softmax,gufuncs.softmax",
+        # (no cache anywhere) checks one that builds quickly.
+        "SOFTJIT_CASES": ("softmax" if user_cache == "writable"
+                          else "softmax,gufuncs.softmax_jacobian"),
     }
     if user_cache == "writable":
         env["XDG_CACHE_HOME"] = str(tmp_path / "user-cache")
@@ -360,6 +370,106 @@ def test_read_only_package_copy(tmp_path, user_cache):
         assert _tree_listing(ro_root) == before, "the read-only copy was written to"
     finally:
         _make_writable(ro_root)
+
+
+# --------------------------------------------------------------------------- 2b. concurrent builds
+
+# Builds three gufuncs once SOFTJIT_GO exists, after compiling SOFTJIT_SHIFT
+# throw-away functions (which shifts numba's per-process function numbers,
+# the condition under which two concurrent builds can write a cache that
+# crashes every later process: numba issue #10128), then checks them.
+_BUILD_SCRIPT = """
+import os
+import time
+
+import numba
+import numpy as np
+
+from softjit import gufuncs
+
+for k in range(int(os.environ["SOFTJIT_SHIFT"])):
+    numba.njit(lambda v: v + 1)(k)
+go = os.environ.get("SOFTJIT_GO")
+while go and not os.path.exists(go):
+    time.sleep(0.001)
+for name in ("softmax_jacobian", "softmax_jvp", "margin_ranking_loss"):
+    getattr(gufuncs, name)
+print("BUILT", time.time())
+y = np.array([[0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
+v = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, 2.0]])
+jac = y[:, :, None] * np.eye(3) - y[:, :, None] * y[:, None, :]
+np.testing.assert_allclose(gufuncs.softmax_jacobian(y), jac, rtol=1e-15, atol=1e-16)
+jvp = y * (v - (y * v).sum(-1, keepdims=True))
+np.testing.assert_allclose(gufuncs.softmax_jvp(y, v), jvp, rtol=1e-15, atol=1e-16)
+loss = gufuncs.margin_ranking_loss(v, 1, 1.0)
+np.testing.assert_allclose(loss, np.maximum(0.0, 1.0 - v[:, 1:2] + v).sum(-1) - 1.0)
+print("CHILD_OK")
+"""
+
+# Holds softjit's build lock for a moment, as a process building a gufunc would.
+_HOLD_SCRIPT = """
+import os
+import time
+from pathlib import Path
+
+from softjit import _buildlock, gufuncs
+
+with _buildlock.build_lock(gufuncs._BUILDERS["softmax"][0]):
+    Path(os.environ["SOFTJIT_HELD"]).touch()
+    time.sleep(2.0)
+    print("RELEASED", time.time())
+print("CHILD_OK")
+"""
+
+
+def _start_child(tmp_path: Path, script: str, name: str, env: dict[str, str]) -> subprocess.Popen:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(script))
+    return subprocess.Popen([sys.executable, str(path)], env=_child_env(env), cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, name: str) -> str:
+    try:
+        out, err = proc.communicate(timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"child {name} did not finish within {CHILD_TIMEOUT} s")
+    detail = f"--- stdout ---\n{out}\n--- stderr ---\n{err}"
+    assert proc.returncode == 0, f"child {name} exited with {proc.returncode}\n{detail}"
+    assert MARKER in out.splitlines(), f"child {name} printed no {MARKER}\n{detail}"
+    return out
+
+
+def _stamp(out: str, word: str) -> float:
+    return next(float(line.split()[1]) for line in out.splitlines() if line.startswith(word))
+
+
+def test_concurrent_gufunc_builds_leave_a_sound_cache(tmp_path):
+    """Two processes build the same gufuncs at the same moment into an empty
+    cache, with different function numbering; both, and a third process
+    loading their cache afterwards, must get correct results (without the
+    build lock, about every other run crashed one of them).  The third
+    process starts while a fourth holds the build lock: it must wait."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "SOFTJIT_GO": str(tmp_path / "go")}
+    racers = [_start_child(tmp_path, _BUILD_SCRIPT, f"racer{shift}.py",
+                           dict(env, SOFTJIT_SHIFT=str(shift))) for shift in (0, 3)]
+    time.sleep(3.0)  # both children imported and waiting
+    (tmp_path / "go").touch()
+    for shift, proc in zip((0, 3), racers, strict=True):
+        _finish(proc, f"racer{shift}.py")
+
+    env = {"NUMBA_CACHE_DIR": env["NUMBA_CACHE_DIR"], "SOFTJIT_HELD": str(tmp_path / "held"),
+           "SOFTJIT_SHIFT": "0"}
+    holder = _start_child(tmp_path, _HOLD_SCRIPT, "holder.py", env)
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    while not (tmp_path / "held").exists():
+        assert holder.poll() is None, _finish(holder, "holder.py")
+        assert time.monotonic() < deadline, "holder.py never took the lock"
+        time.sleep(0.01)
+    loaded = _run_child(tmp_path, _BUILD_SCRIPT, name="loader.py", env=env)
+    released = _finish(holder, "holder.py")
+    assert _stamp(loaded.stdout, "BUILT") >= _stamp(released, "RELEASED")
 
 
 # --------------------------------------------------------------------------- 3. threads
