@@ -56,11 +56,16 @@ def _small_last_axis(kind: str, x: Any) -> Any:
     if dt is not _F64 and dt is not _F32:  # builtin native dtypes are singletons
         return None
     ndim = x.ndim
-    if not (0 < x.size < PARALLEL_MIN_ELEMENTS and ndim and x.flags.c_contiguous):
+    flags = x.flags
+    if not (0 < x.size < PARALLEL_MIN_ELEMENTS and ndim and flags.c_contiguous):
         return None
     n = x.shape[-1]
     if n >= LONG_ROW:
         return None
+    if not flags.writeable:
+        # numba compiles read-only arrays apart: a copy of a small array
+        # costs less than compiling every kernel a second time
+        x = x.copy()
     x2 = x if ndim <= 2 else x.reshape(-1, n)
     short = n <= SHORT_ROW
     if kind == "logsumexp":
