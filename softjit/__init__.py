@@ -22,6 +22,7 @@ Layers
     ``xarray.apply_ufunc``.
 """
 
+from . import _buildlock, _fastrows, _grad_rows, _rows, _simd
 from ._api import log_softmax, logsumexp, softmax
 from ._derivatives import log_softmax_vjp, softmax_jacobian, softmax_jvp, softmax_vjp
 from ._losses import (
@@ -32,6 +33,9 @@ from ._losses import (
     multi_margin_loss,
     multi_margin_loss_with_grad,
 )
+
+# One process at a time writes a kernel to numba's on-disk cache.
+_buildlock.guard_cache_saves(_simd, _rows, _fastrows, _grad_rows)
 
 __version__ = "0.1.0"
 

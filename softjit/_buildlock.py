@@ -17,6 +17,14 @@ for the first to finish and then loads the consistent pair.  The
 operating system releases a file lock when its process exits, so a
 process that dies while building cannot leave it held.  Where ``flock``
 does not exist (Windows), only the thread lock is taken.
+
+numba's cache of a plain compiled function has a rarer race of the same
+kind: a cache write reads the index, picks a data file name and writes
+both, so two processes writing different signatures of one function at
+the same moment can leave an index entry that names the other one's
+machine code.  :func:`guard_cache_saves` makes every cache write of
+softjit's compiled functions take a second file lock, so the writes of
+different processes follow one another.
 """
 
 from __future__ import annotations
@@ -26,8 +34,11 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
 
 from numba.core.caching import FunctionCache
+from numba.core.registry import CPUDispatcher
 
 from ._options import CACHE
 
@@ -38,15 +49,19 @@ except ImportError:  # pragma: no cover - not POSIX
 
 #: Name of the lock file, created in the cache directory of the gufunc cores.
 LOCK_NAME = "softjit-gufunc-build.lock"
+#: Name of the lock file that cache writes take (a separate file: a cache
+#: write happens inside a gufunc build, and a process holding one flock on
+#: a file would wait for itself on a second one).
+SAVE_LOCK_NAME = "softjit-cache-write.lock"
 
 _THREAD_LOCK = threading.Lock()
 
 
-def lock_path(core: Callable[..., object]) -> str | None:
-    """The lock file for building a gufunc from ``core``: in the directory
-    where numba caches ``core`` (shared by every process that would write
-    those files), or in the temporary directory if that one cannot be
-    created; None when nothing is cached to disk (nothing to race on)."""
+def lock_path(core: Callable[..., object], name: str = LOCK_NAME) -> str | None:
+    """The lock file ``name`` for ``core``: in the directory where numba
+    caches ``core`` (shared by every process that would write those
+    files), or in the temporary directory if that one cannot be created;
+    None when nothing is cached to disk (nothing to race on)."""
     if not CACHE or fcntl is None:
         return None
     try:
@@ -54,27 +69,65 @@ def lock_path(core: Callable[..., object]) -> str | None:
         os.makedirs(directory, exist_ok=True)
     except (OSError, RuntimeError):
         directory = tempfile.gettempdir()
-    return os.path.join(directory, LOCK_NAME)
+    return os.path.join(directory, name)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the
+    duration of the ``with`` block; no lock if ``path`` is None or cannot
+    be opened."""
+    fd = None
+    if path is not None:
+        try:
+            # Read-only is enough for flock, and works on a lock file
+            # created by another user.
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError:
+            fd = None  # cannot lock here: go on as numba alone would
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager
 def build_lock(core: Callable[..., object]) -> Iterator[None]:
     """Hold the thread lock and, when there is a disk cache, the file lock
     of :func:`lock_path` for the duration of the ``with`` block."""
-    with _THREAD_LOCK:
-        path = lock_path(core)
-        fd = None
-        if path is not None:
-            try:
-                # Read-only is enough for flock, and works on a lock file
-                # created by another user.
-                fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
-            except OSError:
-                fd = None  # cannot lock here: build as numba alone would
-        try:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            if fd is not None:
-                os.close(fd)  # releases the lock
+    with _THREAD_LOCK, file_lock(lock_path(core)):
+        yield
+
+
+def guard_cache_saves(*modules: ModuleType) -> None:
+    """Make the cache writes of the compiled functions of ``modules`` hold
+    the file lock ``SAVE_LOCK_NAME`` of their cache directory.
+
+    (numba calls ``save_overload`` on a function's cache after compiling
+    it; the wrapper takes the lock around that call.  Loading is not
+    locked: numba replaces each file in one step.)
+    """
+    for module in modules:
+        for dispatcher in vars(module).values():
+            if isinstance(dispatcher, CPUDispatcher):
+                _guard(dispatcher)
+
+
+def _guard(dispatcher: Any) -> None:
+    cache = getattr(dispatcher, "_cache", None)
+    save = getattr(cache, "save_overload", None)
+    if save is None or getattr(save, "locked", False):
+        return
+    if not CACHE or fcntl is None:
+        return
+
+    def locked_save(sig: Any, data: Any) -> None:
+        # the path is found here, not at import: only compiling writes
+        with file_lock(lock_path(dispatcher.py_func, SAVE_LOCK_NAME)):
+            save(sig, data)
+
+    locked_save.locked = True  # type: ignore[attr-defined]
+    cache.save_overload = locked_save
