@@ -409,18 +409,36 @@ np.testing.assert_allclose(loss, np.maximum(0.0, 1.0 - v[:, 1:2] + v).sum(-1) - 
 print("CHILD_OK")
 """
 
-# Holds softjit's build lock for a moment, as a process building a gufunc would.
+# Holds softjit's gufunc build lock (SOFTJIT_LOCK=build) or its cache-write
+# lock (save) for a moment, as a process building or compiling would.
 _HOLD_SCRIPT = """
 import os
 import time
 from pathlib import Path
 
-from softjit import _buildlock, gufuncs
+from softjit import _buildlock, _simd, gufuncs
 
-with _buildlock.build_lock(gufuncs._BUILDERS["softmax"][0]):
+if os.environ["SOFTJIT_LOCK"] == "build":
+    lock = _buildlock.build_lock(gufuncs._BUILDERS["softmax"][0])
+else:
+    lock = _buildlock.file_lock(
+        _buildlock.lock_path(_simd.exp_f64.py_func, _buildlock.SAVE_LOCK_NAME))
+with lock:
     Path(os.environ["SOFTJIT_HELD"]).touch()
     time.sleep(2.0)
     print("RELEASED", time.time())
+print("CHILD_OK")
+"""
+
+# Compiles one small kernel (into an empty cache) and says when it is done.
+_COMPILE_SCRIPT = """
+import math
+import time
+
+from softjit import _simd
+
+assert abs(_simd.exp_f64(1.0) - math.e) <= 4.5e-16
+print("BUILT", time.time())
 print("CHILD_OK")
 """
 
@@ -462,17 +480,31 @@ def test_concurrent_gufunc_builds_leave_a_sound_cache(tmp_path):
     for shift, proc in zip((0, 3), racers, strict=True):
         _finish(proc, f"racer{shift}.py")
 
-    env = {"NUMBA_CACHE_DIR": env["NUMBA_CACHE_DIR"], "SOFTJIT_HELD": str(tmp_path / "held"),
-           "SOFTJIT_SHIFT": "0"}
-    holder = _start_child(tmp_path, _HOLD_SCRIPT, "holder.py", env)
+    env = {"NUMBA_CACHE_DIR": env["NUMBA_CACHE_DIR"], "SOFTJIT_SHIFT": "0"}
+    _waits_for_holder(tmp_path, "build", _BUILD_SCRIPT, env)
+
+
+def _waits_for_holder(tmp_path: Path, lock: str, script: str, env: dict[str, str]) -> None:
+    """Run ``script`` while another child holds ``lock``: it must finish
+    after the holder released it."""
+    held = tmp_path / f"held-{lock}"
+    env = dict(env, SOFTJIT_HELD=str(held), SOFTJIT_LOCK=lock)
+    holder = _start_child(tmp_path, _HOLD_SCRIPT, f"holder_{lock}.py", env)
     deadline = time.monotonic() + CHILD_TIMEOUT
-    while not (tmp_path / "held").exists():
-        assert holder.poll() is None, _finish(holder, "holder.py")
-        assert time.monotonic() < deadline, "holder.py never took the lock"
+    while not held.exists():
+        assert holder.poll() is None, _finish(holder, f"holder_{lock}.py")
+        assert time.monotonic() < deadline, f"holder_{lock}.py never took the lock"
         time.sleep(0.01)
-    loaded = _run_child(tmp_path, _BUILD_SCRIPT, name="loader.py", env=env)
-    released = _finish(holder, "holder.py")
-    assert _stamp(loaded.stdout, "BUILT") >= _stamp(released, "RELEASED")
+    waiter = _run_child(tmp_path, script, name=f"waiter_{lock}.py", env=env)
+    released = _finish(holder, f"holder_{lock}.py")
+    assert _stamp(waiter.stdout, "BUILT") >= _stamp(released, "RELEASED")
+
+
+def test_cache_writes_wait_for_another_process(tmp_path):
+    """numba writes a compiled kernel to its cache under softjit's
+    cache-write lock: while another process holds it, the write waits."""
+    _waits_for_holder(tmp_path, "save", _COMPILE_SCRIPT,
+                      {"NUMBA_CACHE_DIR": str(tmp_path / "cache")})
 
 
 # --------------------------------------------------------------------------- 3. threads
