@@ -83,6 +83,40 @@ def test_layouts(name, axis, rng):
     np.testing.assert_array_equal(x, before)
 
 
+def _compiled_signatures():
+    from numba.core.registry import CPUDispatcher
+
+    from softjit import _fastrows, _grad_rows, _rows
+
+    return {f"{mod.__name__}.{name}": len(d.signatures)
+            for mod in (_fastrows, _rows, _grad_rows)
+            for name, d in vars(mod).items() if isinstance(d, CPUDispatcher)}
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (300, 300)])  # small call; multi-threaded driver
+def test_read_only_inputs_compile_nothing_new(shape, rng):
+    """numba types read-only arrays apart from writable ones; softjit passes
+    its kernels read-only views (small arrays: copies), so a read-only
+    input runs the kernels a writable one compiled, with equal results."""
+    x = rng.standard_normal(shape)
+    ro = x.copy()
+    ro.flags.writeable = False
+    calls = [
+        lambda a: softjit.softmax(a),
+        lambda a: softjit.log_softmax(a, axis=0),
+        lambda a: softjit.logsumexp(a, axis=-1),
+        lambda a: softjit.softmax(a, where=a > 0),
+        lambda a: softjit.softmax_vjp(a, a),
+        lambda a: softjit.cross_entropy(a, np.zeros(a.shape[0], np.int64)),
+    ]
+    want = [call(x) for call in calls]
+    before = _compiled_signatures()
+    for call, w in zip(calls, want, strict=True):
+        np.testing.assert_array_equal(call(ro), w)
+    after = _compiled_signatures()
+    assert after == before, {k: (before.get(k), v) for k, v in after.items() if v != before.get(k)}
+
+
 @pytest.mark.parametrize(
     "dtype", [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64]
 )
