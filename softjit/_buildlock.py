@@ -1,4 +1,4 @@
-"""One gufunc build at a time, across threads and processes.
+"""Writing numba's on-disk cache one process at a time: gufunc builds and kernel saves.
 
 numba caches a gufunc in two files: the compiled core and the wrapper
 that calls the core by a symbol name, which carries a number that
@@ -87,7 +87,10 @@ def file_lock(path: str | None) -> Iterator[None]:
             fd = None  # cannot lock here: go on as numba alone would
     try:
         if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # e.g. a network file system without locks
+                pass
         yield
     finally:
         if fd is not None:

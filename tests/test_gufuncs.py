@@ -5,7 +5,7 @@ import pytest
 import reference as ref
 
 import softjit
-from softjit import gufuncs
+from softjit import _buildlock, gufuncs
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -74,3 +74,23 @@ def test_empty_core_dimension():
 def test_unknown_attribute():
     with pytest.raises(AttributeError):
         gufuncs.nonexistent  # noqa: B018
+
+
+# --- the build lock ----------------------------------------------------------
+
+
+@pytest.mark.skipif(_buildlock.fcntl is None, reason="no flock on this platform")
+def test_file_lock_goes_on_where_locks_are_unsupported(tmp_path, monkeypatch):
+    """A file system without flock support (some network mounts) must not
+    stop a build: the lock is skipped."""
+    def no_locks(fd, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(_buildlock.fcntl, "flock", no_locks)
+    entered = False
+    with _buildlock.file_lock(str(tmp_path / "build.lock")):
+        entered = True
+    assert entered
+    # an unusable path: no lock either, no error
+    with _buildlock.file_lock(str(tmp_path / "missing-dir" / "build.lock")):
+        pass
