@@ -31,6 +31,10 @@ Covered:
    (``tmp_path/"afile"/"cache"``) is used instead, and in the read-only
    package copy a regular file named ``__pycache__`` blocks numba's in-tree
    cache directory.
+2b. Concurrent builds: two children build the same gufuncs at one moment
+   into an empty cache (numba issue #10128 left a cache that crashed every
+   later process); a child's gufunc build and a child's kernel cache write
+   wait while another child holds softjit's lock.
 3. Threads: 8 threads x 30 rounds calling every public function and gufunc
    concurrently on mixed sizes, compared bit-for-bit with single-threaded
    results, under each numba threading layer that can be loaded
@@ -393,6 +397,8 @@ from softjit import gufuncs
 for k in range(int(os.environ["SOFTJIT_SHIFT"])):
     numba.njit(lambda v: v + 1)(k)
 go = os.environ.get("SOFTJIT_GO")
+if go:
+    open(f"{go}.ready{os.environ['SOFTJIT_SHIFT']}", "w").close()
 while go and not os.path.exists(go):
     time.sleep(0.001)
 for name in ("softmax_jacobian", "softmax_jvp", "margin_ranking_loss"):
@@ -475,8 +481,13 @@ def test_concurrent_gufunc_builds_leave_a_sound_cache(tmp_path):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "SOFTJIT_GO": str(tmp_path / "go")}
     racers = [_start_child(tmp_path, _BUILD_SCRIPT, f"racer{shift}.py",
                            dict(env, SOFTJIT_SHIFT=str(shift))) for shift in (0, 3)]
-    time.sleep(3.0)  # both children imported and waiting
-    (tmp_path / "go").touch()
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    while not all((tmp_path / f"go.ready{shift}").exists() for shift in (0, 3)):
+        for shift, proc in zip((0, 3), racers, strict=True):
+            assert proc.poll() is None, _finish(proc, f"racer{shift}.py")
+        assert time.monotonic() < deadline, "the racers never got ready"
+        time.sleep(0.01)
+    (tmp_path / "go").touch()  # both imported and compiled their throw-aways: go
     for shift, proc in zip((0, 3), racers, strict=True):
         _finish(proc, f"racer{shift}.py")
 
