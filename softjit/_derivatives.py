@@ -14,14 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _grad_rows
-from ._dispatch import (
-    kernel_input,
-    moved_last,
-    rows_input,
-    rows_shape,
-    rows_view,
-    same_layout,
-)
+from ._dispatch import moved_last, rows_input, rows_shape, rows_view, same_layout
 from ._normalize import (
     as_array,
     as_mask,
@@ -83,10 +76,10 @@ def _run_pair(
     rows, n = rows_shape(a.shape, axes)
     if rows * n == 0:
         return
-    o2 = rows_view(out, axes, rows, n)  # before the inputs: out may be a or b
-    a2 = kernel_input(rows_input(a, axes, rows, n))
-    b2 = kernel_input(rows_input(b, axes, rows, n))
-    m2 = None if mask is None else kernel_input(rows_input(mask, axes, rows, n))
+    a2 = rows_input(a, axes, rows, n)
+    b2 = rows_input(b, axes, rows, n)
+    m2 = None if mask is None else rows_input(mask, axes, rows, n)
+    o2 = rows_view(out, axes, rows, n)
     staged = o2 is None
     if staged:
         o2 = np.empty((rows, n), out.dtype)
@@ -374,7 +367,7 @@ def softmax_jacobian(y: ArrayLike, axis: AxisLike = -1) -> np.ndarray:
     kept = [s for i, s in enumerate(work.shape) if i not in axes]
     res = np.empty((rows, n, n), k_dt)
     if rows * n:
-        y2 = kernel_input(rows_input(work.astype(k_dt, copy=False), axes, rows, n))
+        y2 = rows_input(work.astype(k_dt, copy=False), axes, rows, n)
         _grad_rows.run_drivers(
             _grad_rows.softmax_jacobian_rows_serial,
             _grad_rows.softmax_jacobian_rows_parallel,

@@ -59,25 +59,30 @@ def rows_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.n
         return None
 
 
-def rows_input(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray:
-    """``arr`` as a 2-D ``(rows, n)`` array, copied only when needed."""
-    view = rows_view(arr, axes, rows, n)
-    if view is not None:
-        return view
+def rows_copy(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray:
+    """A C-contiguous ``(rows, n)`` copy of ``arr`` (``axes`` last)."""
     return np.ascontiguousarray(moved_last(arr, axes)).reshape(rows, n)
 
 
-def kernel_input(arr: np.ndarray) -> np.ndarray:
-    """A read-only view of an array the kernels only read.
+def read_only(arr: np.ndarray) -> np.ndarray:
+    """``arr``, or a read-only view of it.
 
     numba types read-only and writable arrays apart and compiles every
-    kernel once for each; passing inputs read-only always means one
-    compilation serves both (the view costs well under a microsecond).
+    kernel once for each; giving the kernels their inputs read-only
+    always means one compilation serves both (the view costs well under
+    a microsecond).
     """
     if arr.flags.writeable:
         arr = arr.view()
         arr.flags.writeable = False
     return arr
+
+
+def rows_input(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray:
+    """A kernel input: ``arr`` as a read-only 2-D ``(rows, n)`` array
+    (see :func:`read_only`), copied only when needed."""
+    view = rows_view(arr, axes, rows, n)
+    return read_only(rows_copy(arr, axes, rows, n) if view is None else view)
 
 
 def _use_parallel(rows: int, n: int) -> bool:
@@ -209,7 +214,7 @@ def run_rowwise(
     x2 = rows_view(x, axes, rows, n)
     x_copied = x2 is None
     if x_copied:
-        x2 = rows_input(x, axes, rows, n)
+        x2 = rows_copy(x, axes, rows, n)  # writable: in place, the kernels write it
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
     if out is x:
         # In place; when x had no 2-D view, x2 is a private copy: work in it
@@ -220,9 +225,7 @@ def run_rowwise(
         staged = o2 is None
         if staged:
             o2 = np.empty((rows, n), out.dtype)
-    x2 = kernel_input(x2)
-    if m2 is not None:
-        m2 = kernel_input(m2)
+    x2 = read_only(x2)
     if m2 is None and _short(n, x2, o2):
         _run_short(kind, rows, n, x2, o2, temperature=temperature)
     elif m2 is None:
@@ -260,9 +263,9 @@ def run_logsumexp(
             run_logsumexp(x[i], None if b is None else b[i], _sub_axes(axes),
                           None if mask is None else mask[i], res_i[i], sign_i[i])
         return
-    x2 = kernel_input(rows_input(x, axes, rows, n))
-    b2 = None if b is None else kernel_input(rows_input(b, axes, rows, n))
-    m2 = None if mask is None else kernel_input(rows_input(mask, axes, rows, n))
+    x2 = rows_input(x, axes, rows, n)
+    b2 = None if b is None else rows_input(b, axes, rows, n)
+    m2 = None if mask is None else rows_input(mask, axes, rows, n)
     if b2 is None and m2 is None and _short(n, x2):
         _run_short("logsumexp", rows, n, x2, None, res, sign)
     elif b2 is None and m2 is None:

@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 from . import _grad_rows
 from ._api import _is_dask_array
 from ._derivatives import empty_rows_layout, real_array
-from ._dispatch import kernel_input, rows_input, rows_shape, rows_view
+from ._dispatch import rows_input, rows_shape, rows_view
 from ._normalize import as_array, as_mask, kernel_dtype, normalize_axis, result_dtype
 
 __all__ = [
@@ -282,10 +282,9 @@ def cross_entropy_rows(
     res_dt = result_dtype(x.dtype)
     k_dt = kernel_dtype(res_dt)
     rows, n = rows_shape(x.shape, axes)
-    x2 = kernel_input(rows_input(x.astype(k_dt, copy=False), axes, rows, n))
-    t2 = (None if y is not None
-          else kernel_input(rows_input(t.astype(k_dt, copy=False), axes, rows, n)))
-    m2 = None if mask is None else kernel_input(rows_input(mask, axes, rows, n))
+    x2 = rows_input(x.astype(k_dt, copy=False), axes, rows, n)
+    t2 = None if y is not None else rows_input(t.astype(k_dt, copy=False), axes, rows, n)
+    m2 = None if mask is None else rows_input(mask, axes, rows, n)
 
     row_w, counted = row_weights(y, w, None if m2 is None else m2.any(axis=1), rows, n)
     denom = float(np.sum(row_w))
@@ -639,7 +638,7 @@ def _margin_rows(
     res_dt = result_dtype(x.dtype)
     k_dt = kernel_dtype(res_dt)
     rows, n = rows_shape(x.shape, axes)
-    x2 = kernel_input(rows_input(x.astype(k_dt, copy=False), axes, rows, n))
+    x2 = rows_input(x.astype(k_dt, copy=False), axes, rows, n)
     scale = 1.0
     if red == "mean":
         scale = 1.0 / rows if rows else math.nan
