@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
-from . import _fastrows, _rows
+from . import _columns, _fastrows, _rows
 from ._options import (
     LONG_ROW,
     PARALLEL_LOCK,
@@ -116,6 +116,7 @@ _MASKED = {
 _FAST = Drivers(_fastrows.rows_serial, _fastrows.rows_parallel, _fastrows.long_rows_serial,
                 _fastrows.long_rows_parallel)
 _SHORT = Drivers(_fastrows.short_rows_serial, _fastrows.short_rows_parallel)
+_COLUMNS = Drivers(_columns.columns_serial, _columns.columns_parallel)
 _KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
 _NONE = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0)}
 
@@ -127,6 +128,8 @@ def _none(dtype: np.dtype) -> np.ndarray:
 
 
 _NO_OUT = {dt: np.empty((1, 0), dt) for dt in _NONE}
+#: the column kernels' unused ``out`` for logsumexp (one slab, never written)
+_NO_OUT3 = {dt: np.empty((1, 0, 0), dt) for dt in _NONE}
 
 
 def _no_out(dtype: np.dtype) -> np.ndarray:
@@ -156,6 +159,31 @@ def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
 
 def _short(n: int, *arrays: np.ndarray) -> bool:
     return n <= SHORT_ROW and all(a.flags.c_contiguous for a in arrays)
+
+
+def across_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray | None:
+    """``arr`` as a 3-D ``(a, n, b)`` view for the column kernels
+    (:mod:`softjit._columns`), or None: ``a`` slabs of ``b > 1`` rows of
+    ``n`` elements (``1 < n < LONG_ROW``), the rows lying across memory
+    (unit stride along the last axis).  Such are an axis-0 reduction of a
+    C-ordered matrix, a last-axis one of a Fortran-ordered matrix and a
+    reduction over middle axes of a C-ordered array (``a`` the kept axes
+    before them, ``b`` those after)."""
+    if not 1 < n < LONG_ROW or rows < 2:
+        return None
+    view = rows_view(arr, axes, rows, n)
+    if view is not None:
+        return view.T[None] if view.strides[0] == view.itemsize else None
+    if axes != tuple(range(axes[0], axes[-1] + 1)):
+        return None
+    b = math.prod(arr.shape[axes[-1] + 1:])
+    if b < 2:
+        return None
+    try:
+        view = np.reshape(arr, (rows // b, n, b), copy=False)
+    except ValueError:
+        return None
+    return view if view.strides[2] == view.itemsize else None
 
 
 def _run_short(kind: str, rows: int, n: int, x2: np.ndarray, out2: np.ndarray | None,
@@ -204,6 +232,12 @@ def run_rowwise(
     """
     rows, n = rows_shape(x.shape, axes)
     if rows * n == 0:
+        return
+    x3 = None if mask is not None else across_view(x, axes, rows, n)
+    o3 = None if x3 is None else x3 if out is x else across_view(out, axes, rows, n)
+    if o3 is not None:
+        none = _none(x.dtype)
+        _run(_COLUMNS, rows, n, _KIND[kind], read_only(x3), o3, none, none, temperature)
         return
     if _by_slabs(axes, rows, n, x, out, mask):
         for i in range(x.shape[0]):
@@ -255,6 +289,10 @@ def run_logsumexp(
     if n == 0:  # sums of no terms: log(0), sign 0 (as for weights summing to 0)
         res.fill(-np.inf)
         sign.fill(0.0)
+        return
+    x3 = None if b is not None or mask is not None else across_view(x, axes, rows, n)
+    if x3 is not None:
+        _run(_COLUMNS, rows, n, 2, read_only(x3), _NO_OUT3[x.dtype], res, sign, 1.0)
         return
     if _by_slabs(axes, rows, n, x, b, mask):
         res_i = res.reshape(x.shape[0], -1)

@@ -105,6 +105,13 @@ SHORT_ROW = 64
 SHORT_BLOCK_ROWS = 128
 LONG_ROW_CHUNK = 1 << 13
 
+#: Rows that lie across memory (softjit._columns) are processed in blocks
+#: of at most this many rows ...
+COLUMN_WIDTH = 32
+#: ... and softmax blocks keep their float64 terms, rows of ``n`` elements
+#: by the block's width, in at most this many bytes of scratch.
+COLUMN_SCRATCH = 1 << 20
+
 #: Results of at least this many bytes (larger than the caches) are
 #: written with streaming stores (softmax and log_softmax, not in place).
 STREAM_MIN_BYTES = 1 << 24

@@ -114,6 +114,28 @@ def unit_stride_view(typingctx, arr):
 
 
 @intrinsic
+def read_only_view(typingctx, arr):
+    """``arr`` typed read-only (same data, no copy).  numba compiles a
+    function once for read-only and once for writable arrays; callers that
+    hold a writable array pass it on read-only, so that one compilation
+    serves them and the callers whose input is read-only."""
+    if not isinstance(arr, types.Array):
+        return None
+    ret = arr.copy(readonly=True)
+
+    def codegen(context, builder, sig, args):
+        src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+        for field in ("meminfo", "parent", "nitems", "itemsize", "data", "shape", "strides"):
+            setattr(dst, field, getattr(src, field))
+        value = dst._getvalue()
+        context.nrt.incref(builder, sig.return_type, value)
+        return value
+
+    return ret(arr), codegen
+
+
+@intrinsic
 def row_view(typingctx, arr, r):
     """Row ``r`` of the 2-D ``arr`` as a 1-D array typed C-contiguous (a
     view: one reference count, where ``unit_stride_view(arr[r])`` takes
@@ -141,6 +163,93 @@ def row_view(typingctx, arr, r):
         return value
 
     return ret(arr, r), codegen
+
+
+@intrinsic
+def line_view(typingctx, arr, j, start, count):
+    """``arr[j, start:start + count]`` of the 2-D ``arr`` as a 1-D array
+    typed C-contiguous, *borrowed*: it holds no reference (no reference
+    count to update, which would cost more than a short loop over it), so
+    it must not outlive ``arr`` in the caller.  The caller guarantees unit
+    stride along the second axis (``arr.strides[1] == arr.itemsize``) and
+    the bounds."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2
+            and all(isinstance(a, types.Integer) for a in (j, start, count))):
+        return None
+    ret = arr.copy(ndim=1, layout="C", readonly=False)
+
+    def codegen(context, builder, sig, args):
+        src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+        strides = cgutils.unpack_tuple(builder, src.strides, 2)
+        jj, lo, n = (context.cast(builder, v, t, types.intp)
+                     for v, t in zip(args[1:], sig.args[1:], strict=True))
+        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+        dst.parent = cgutils.get_null_value(dst.parent.type)
+        dst.nitems = n
+        dst.itemsize = src.itemsize
+        offset = builder.add(builder.mul(jj, strides[0]), builder.mul(lo, src.itemsize))
+        dst.data = cgutils.pointer_add(builder, src.data, offset)
+        dst.shape = cgutils.pack_array(builder, [n])
+        dst.strides = cgutils.pack_array(builder, [src.itemsize])
+        return dst._getvalue()
+
+    return ret(arr, j, start, count), codegen
+
+
+
+@intrinsic
+def span_view(typingctx, arr, start, count):
+    """``arr[start:start + count]`` of the unit-stride 1-D ``arr``, typed
+    C-contiguous and borrowed, as :func:`line_view` (no reference count;
+    the caller keeps ``arr`` alive and the bounds)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1
+            and all(isinstance(a, types.Integer) for a in (start, count))):
+        return None
+    ret = arr.copy(layout="C", readonly=False)
+
+    def codegen(context, builder, sig, args):
+        src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+        lo, n = (context.cast(builder, v, t, types.intp)
+                 for v, t in zip(args[1:], sig.args[1:], strict=True))
+        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+        dst.parent = cgutils.get_null_value(dst.parent.type)
+        dst.nitems = n
+        dst.itemsize = src.itemsize
+        dst.data = cgutils.pointer_add(builder, src.data, builder.mul(lo, src.itemsize))
+        dst.shape = cgutils.pack_array(builder, [n])
+        dst.strides = cgutils.pack_array(builder, [src.itemsize])
+        return dst._getvalue()
+
+    return ret(arr, start, count), codegen
+
+
+#: Bytes of a cache line (x86-64 and most 64-bit CPUs).
+CACHE_LINE = 64
+
+
+@intrinsic
+def prefetch(typingctx, arr, i):
+    """Ask the CPU to bring the cache line of ``arr[i]`` (1-D ``arr``) into
+    the caches, for a read soon (``llvm.prefetch``: a hint, with no effect
+    on results; the caller keeps ``i`` in bounds)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        # read, keep in every cache level, data cache
+        builder.call(fn, [builder.bitcast(builder.gep(a.data, [idx]), i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
 
 
 # float64 constants
@@ -230,6 +339,41 @@ def two_diff(a, b):
     d = a - b
     bb = d - a
     return d, (a - (d - bb)) - (b + bb)
+
+
+@njit(**SERIAL)
+def two_sum(a, b):
+    """``(s, err)`` with ``s + err == a + b`` exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+_SPLITTER = 134217729.0  # 2**27 + 1 (Veltkamp's splitting)
+
+
+@njit(**STRICT)
+def two_prod(a, b):
+    """``(p, err)`` with ``p + err == a * b`` exactly (Dekker), without a
+    fused multiply-add (no fast-math flags: no contraction either)."""
+    p = a * b
+    t = _SPLITTER * a
+    ah = t - (t - a)
+    al = a - ah
+    t = _SPLITTER * b
+    bh = t - (t - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@njit(**STRICT)
+def reciprocal2(s, s_lo):
+    """``1 / (s + s_lo)`` for a double-double (``|s_lo| <= ulp(s) / 2``),
+    within about half an ulp: ``r = 1 / s`` and one Newton step, whose
+    residual ``1 - r * (s + s_lo)`` is formed exactly enough."""
+    r = 1.0 / s
+    p, p_lo = two_prod(r, s)
+    return r + r * (((1.0 - p) - p_lo) - r * s_lo)
 
 
 @njit(**SERIAL)
