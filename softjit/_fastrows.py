@@ -8,7 +8,11 @@ Per row, passes while the row is in cache:
    compensated sum), and the maximum of the *next* row, whose reading from
    memory then overlaps the ``exp`` arithmetic (so step 1 is done once,
    for the first row of a block);
-3. ``out = e * (1 / sum)``, rounded once to the output dtype.
+3. ``out = e * (1 / sum)``, rounded once to the output dtype; for float64
+   the sum is taken again from ``e``, exact to about one rounding
+   (:func:`lane_sum`, :func:`seq_sum`), and ``1 / sum`` from that
+   double-double: the largest entries are ``1 / sum``, where the blocked
+   sum's error of an ulp or two would show doubled.
 
 All arithmetic is float64: float32 rows use a shorter ``exp`` that is
 exact enough for float32 results (:mod:`softjit._simd`).  log_softmax and
@@ -54,10 +58,14 @@ from ._simd import (
     exp_neg_f64_for_f32,
     log1p_pos,
     max_no_nan,
+    read_only_view,
+    reciprocal2,
     row_view,
+    span_view,
     store_fence,
     stream_scaled,
     two_diff,
+    two_sum,
     unit_stride_view,
 )
 
@@ -283,6 +291,88 @@ def exp_sum(x, m, inv_t, e, nxt, split):
     return s + c, k, mn
 
 
+#: Running sums of :func:`lane_sum`; the kernels' float64 scratch rows
+#: (:func:`row_scratch`) carry ``2 * SUM_LANES`` elements for them.
+SUM_LANES = 32
+
+
+@njit(**SERIAL)
+def row_scratch(n):
+    """A float64 scratch row for rows of ``n`` elements, with room for
+    :func:`lane_sum`'s running sums after them."""
+    return np.empty(n + 2 * SUM_LANES)
+
+
+@njit(**SERIAL)
+def lane_scratch(scratch, n):
+    """``scratch``, or a copy of its first ``n`` elements in a buffer from
+    :func:`row_scratch` when it has no room for :func:`lane_sum`'s running
+    sums (the kernels allocate their scratch with row_scratch)."""
+    if scratch.shape[0] >= n + 2 * SUM_LANES:
+        return scratch
+    buf = row_scratch(n)
+    buf[:n] = scratch[:n]
+    return buf
+
+
+@njit(**SERIAL)
+def lane_sum(scratch, n):
+    """``(s, s_lo)``: the sum of ``scratch[:n]`` as a double-double.
+
+    ``SUM_LANES`` running sums (``scratch[n:]``), pairs of terms (their sum
+    rounded once, an error of at most half an ulp of the pair) added with
+    an exact TwoSum whose error is kept (vectorized across the lanes: no
+    reassociation needed), then the lanes folded in halves the same way
+    (``SUM_LANES`` is a power of two) and the tail added: within about
+    one rounding of the exact sum at any length, where the blocked sums of
+    :func:`exp_sum` lose a few (float64 softmax, whose largest entries are
+    ``1 / sum``, needs this).
+    """
+    s = span_view(scratch, n, SUM_LANES)
+    c = span_view(scratch, n + SUM_LANES, SUM_LANES)
+    for lane in range(SUM_LANES):
+        s[lane] = 0.0
+        c[lane] = 0.0
+    nb = n // SUM_LANES
+    for b in range(0, nb - 1, 2):  # pairs of terms, each pair rounded once
+        v = span_view(scratch, b * SUM_LANES, 2 * SUM_LANES)
+        for lane in range(SUM_LANES):
+            s[lane], err = two_sum(s[lane], v[lane] + v[lane + SUM_LANES])
+            c[lane] += err
+    if nb % 2 == 1:
+        v = span_view(scratch, (nb - 1) * SUM_LANES, SUM_LANES)
+        for lane in range(SUM_LANES):
+            s[lane], err = two_sum(s[lane], v[lane])
+            c[lane] += err
+    h = SUM_LANES // 2
+    while h > 0:  # fold the lanes in halves, each step vectorized
+        for lane in range(h):
+            s[lane], err = two_sum(s[lane], s[lane + h])
+            c[lane] += c[lane + h] + err
+        h //= 2
+    total = s[0]
+    comp = c[0]
+    for i in range(nb * SUM_LANES, n):
+        total, err = two_sum(total, scratch[i])
+        comp += err
+    return two_sum(total, comp)
+
+
+@njit(**SERIAL)
+def seq_sum(e, n):
+    """``(s, s_lo)``: ``e[0] + ... + e[n - 1]`` as a double-double, in
+    order, every term added with an exact TwoSum: float64 softmax of rows
+    of at most ``SHORT_ROW`` elements, summed in this order by every path
+    (:func:`short_block` and the column kernels across rows), so that all
+    give the same bits."""
+    total = 0.0
+    comp = 0.0
+    for i in range(n):
+        total, err = two_sum(total, e[i])
+        comp += err
+    return two_sum(total, comp)
+
+
 @njit(**SERIAL)
 def scale_into(src, r, out):
     for i in range(out.shape[0]):
@@ -355,14 +445,20 @@ def exp_scale_inplace(a, m, inv_t, r):
 def softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
     """softmax of a unit-stride row shorter than ``LONG_ROW`` into ``out``
     (may be ``x``), given ``m = row_max(x)``; returns ``row_max(nxt)``.
-    ``stream``: write ``out`` with streaming stores."""
+    ``stream``: write ``out`` with streaming stores.  ``scratch``: from
+    :func:`row_scratch` (float64 rows are summed by :func:`lane_sum`)."""
     if -np.inf < m < np.inf:
         s, _, mn = exp_sum(x, m, inv_t, scratch, nxt, False)
         if s == s:
+            n = x.shape[0]
+            r = 1.0 / s
+            if x.itemsize == 8:  # 1 / sum within about half an ulp (see lane_sum)
+                r = reciprocal2(*(seq_sum(scratch, n) if n <= SHORT_ROW
+                                  else lane_sum(lane_scratch(scratch, n), n)))
             if stream:
-                stream_scale_into(scratch, 1.0 / s, out)
+                stream_scale_into(span_view(scratch, 0, n), r, out)
             else:
-                scale_into(scratch, 1.0 / s, out)
+                scale_into(span_view(scratch, 0, n), r, out)
             return mn
     _rows.softmax_row(x, out, t, None)
     return row_max(nxt)
@@ -502,7 +598,7 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
     inv_t = 1.0 / t
     obuf = row_buffer(out, n)
     xbuf = row_buffer(x, n)
-    scratch = np.empty(n)
+    scratch = row_scratch(n)
     pipelined = x.strides[1] == x.itemsize
     unit_out = out.strides[1] == out.itemsize
     stream = kind != 2 and unit_out and streams(x, out)
@@ -534,8 +630,8 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
 # and per-row calls cost more than the work.  A block of consecutive rows
 # is transposed into a float64 scratch of shape (n, rows), so that every
 # pass (maxima, exp, sums) is a loop over rows, vectorized across them;
-# only the copies in and out are scalar.  Sums follow row_sums' order, so
-# every path gives the same bits.
+# only the copies in and out are scalar.  Sums follow row_sums' order
+# (float64 softmax: seq_sum's), so every path gives the same bits.
 
 @njit(**SERIAL)
 def block_exp(xt, mf, inv_t, e, x):
@@ -571,11 +667,17 @@ def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
         for r in range(rows):
             acc[q, r] = 0.0
     # acc[0..3]: row_sums' four interleaved partial sums; acc[4]: entries
-    # below the maximum (log_softmax, logsumexp).
+    # below the maximum (log_softmax, logsumexp).  float64 softmax: a
+    # running sum (acc[0]) and its rounding errors (acc[1]), seq_sum's order.
+    exact = kind == 0 and xb.itemsize == 8
     q4 = n - n % 4
     for j in range(n):
         q = j % 4 if j < q4 else 0
-        if kind == 0:
+        if exact:
+            for r in range(rows):
+                acc[0, r], err = two_sum(acc[0, r], e[j, r])
+                acc[1, r] += err
+        elif kind == 0:
             for r in range(rows):
                 acc[q, r] += e[j, r]
         else:
@@ -583,16 +685,22 @@ def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
                 w = np.float64(xt[j, r] != m[r])
                 acc[q, r] += e[j, r] * w
                 acc[4, r] += w
-    # Across rows: acc[0] = the sum, acc[1] = what the output needs (1/sum,
-    # or log1p of the sum below the maximum plus the count of maxima less 1).
-    for r in range(rows):
-        acc[0, r] = (acc[0, r] + acc[1, r]) + (acc[2, r] + acc[3, r])
-    if kind == 0:
+    # Across rows: acc[0] = the sum (float64 softmax: acc[0] + acc[2]),
+    # acc[1] = what the output needs (1/sum, or log1p of the sum below the
+    # maximum plus the count of maxima less 1).
+    if exact:
         for r in range(rows):
-            acc[1, r] = 1.0 / acc[0, r]
+            acc[0, r], acc[2, r] = two_sum(acc[0, r], acc[1, r])
+            acc[1, r] = reciprocal2(acc[0, r], acc[2, r])
     else:
         for r in range(rows):
-            acc[1, r] = log1p_pos(acc[0, r] + ((n - acc[4, r]) - 1.0))
+            acc[0, r] = (acc[0, r] + acc[1, r]) + (acc[2, r] + acc[3, r])
+        if kind == 0:
+            for r in range(rows):
+                acc[1, r] = 1.0 / acc[0, r]
+        else:
+            for r in range(rows):
+                acc[1, r] = log1p_pos(acc[0, r] + ((n - acc[4, r]) - 1.0))
     xf = xb.reshape(-1)
     of = ob.reshape(-1)  # empty for logsumexp
     for r in range(rows):
@@ -676,15 +784,16 @@ def small_short(kind, x):
     if x.size == n:  # one row: the row kernels, without a block to transpose
         xr = x.reshape(n)
         if kind == 0:
-            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr,
+            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), row_max(xr), xr,
                           streams(x, out))
         else:
             log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr,
                               streams(x, out))
         return out
     none = np.empty(0, x.dtype)
-    short_rows_serial(kind, x.reshape((x.size // n, n)), out.reshape((x.size // n, n)),
-                      none, none, 1.0)
+    # read-only, as the kernels always see their input (one compilation)
+    short_rows_serial(kind, read_only_view(x.reshape((x.size // n, n))),
+                      out.reshape((x.size // n, n)), none, none, 1.0)
     return out
 
 
@@ -695,7 +804,8 @@ def small_rows(kind, x):
     n = x.shape[-1]
     out = np.empty_like(x)
     none = np.empty(0, x.dtype)
-    rows_serial(kind, x.reshape((x.size // n, n)), out.reshape((x.size // n, n)), none, none, 1.0)
+    rows_serial(kind, read_only_view(x.reshape((x.size // n, n))), out.reshape((x.size // n, n)),
+                none, none, 1.0)
     return out
 
 
@@ -710,8 +820,8 @@ def small_logsumexp_short(x):
         res[0], _, _ = logsumexp_row_m(xr, np.empty(n), row_max(xr), xr)
         return res
     # np.int64: a literal kind would compile a second set of kernels
-    short_rows_serial(np.int64(2), x.reshape((x.size // n, n)), np.empty((0, 0), x.dtype), res,
-                      np.empty_like(res), 1.0)
+    short_rows_serial(np.int64(2), read_only_view(x.reshape((x.size // n, n))),
+                      np.empty((0, 0), x.dtype), res, np.empty_like(res), 1.0)
     return res
 
 
@@ -720,8 +830,8 @@ def small_logsumexp(x):
     """logsumexp along the last axis, as :func:`small_rows`."""
     n = x.shape[-1]
     res = np.empty(x.size // n, x.dtype)
-    rows_serial(np.int64(2), x.reshape((x.size // n, n)), np.empty((1, 0), x.dtype), res,
-                np.empty_like(res), 1.0)
+    rows_serial(np.int64(2), read_only_view(x.reshape((x.size // n, n))),
+                np.empty((1, 0), x.dtype), res, np.empty_like(res), 1.0)
     return res
 
 

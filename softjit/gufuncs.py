@@ -95,7 +95,8 @@ _ROW_TYPES = ["void(float32[:], float32[:])", "void(float64[:], float64[:])"]
 def _softmax_core(x, out):
     flags = fp_flags_save()
     o = _fastrows.as_unit(out)
-    _fastrows.rowwise(np.int64(0), _fastrows.as_unit(x), o, 1.0, 1.0, np.empty(x.shape[0]))
+    _fastrows.rowwise(np.int64(0), _fastrows.as_unit(x), o, 1.0, 1.0,
+                       _fastrows.row_scratch(x.shape[0]))
     _fastrows.write_back(out, o)
     fp_flags_restore(flags)
 
@@ -103,7 +104,8 @@ def _softmax_core(x, out):
 def _log_softmax_core(x, out):
     flags = fp_flags_save()
     o = _fastrows.as_unit(out)
-    _fastrows.rowwise(np.int64(1), _fastrows.as_unit(x), o, 1.0, 1.0, np.empty(x.shape[0]))
+    _fastrows.rowwise(np.int64(1), _fastrows.as_unit(x), o, 1.0, 1.0,
+                       _fastrows.row_scratch(x.shape[0]))
     _fastrows.write_back(out, o)
     fp_flags_restore(flags)
 

@@ -250,9 +250,15 @@ _fastrows.exp_sum_block(x, 0.0, 1.0, s, x, True)  # the fused exp + sum + next m
 _fastrows.block_exp(s.reshape(8, 8), s[:8], 1.0, s.reshape(8, 8), x.reshape(8, 8))  # short rows
 _fastrows.scale_into(s, 0.5, x)
 _fastrows.row_max(x)
+_fastrows.lane_sum(np.zeros(192), 128)  # float64 softmax sums, TwoSum across lanes
+from softjit import _columns  # rows across memory: loops across a block of rows
+xt = x.reshape(4, 16); m = np.zeros(16); acc = np.zeros((4, 16)); e = np.zeros((4, 16))
+_columns.block_max(xt, 0, 16, m, m.copy(), True)
+_columns.block_exp_sums(False, xt, 0, 16, m, m, 1.0, e, acc, 0, 0)
 import re
 for fn in (_fastrows.exp_sum_block, _fastrows.block_exp, _fastrows.scale_into,
-           _fastrows.row_max):
+           _fastrows.row_max, _fastrows.lane_sum, _columns.block_max,
+           _columns.block_exp_sums):
     asm = "".join(fn.inspect_asm().values())
     packed = re.findall(r"\\bv(?:fmadd\\w*|max|mul|add)p[sd]\\s[^\\n]*%[yz]mm", asm)
     print(fn.__name__, len(packed))
