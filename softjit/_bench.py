@@ -56,11 +56,20 @@ Record = dict[str, Any]
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One benchmark input: an operation on a ``shape`` array of ``dtype``
-    along the last axis."""
+    along ``axis`` (the last by default).
+
+    Examples
+    --------
+    >>> Case("softmax", (4096, 4096), "float32").label
+    'softmax 4096x4096 float32'
+    >>> Case("softmax", (8, 21, 256, 256), "float32", axis=1).label
+    'softmax 8x21x256x256 float32 axis=1'
+    """
 
     op: str
     shape: tuple[int, ...]
     dtype: str
+    axis: int = -1
 
     @property
     def size(self) -> int:
@@ -68,7 +77,8 @@ class Case:
 
     @property
     def label(self) -> str:
-        return f"{self.op} {'x'.join(map(str, self.shape))} {self.dtype}"
+        where = "" if self.axis == -1 else f" axis={self.axis}"
+        return f"{self.op} {'x'.join(map(str, self.shape))} {self.dtype}{where}"
 
 
 def time_call(fn: Callable[[], Any], repeats: int = 5, min_time: float = 0.02) -> float:
@@ -110,55 +120,56 @@ def implementations(
     yield "copy", lambda: np.copyto(out, x)
     makers = _CROSS_ENTROPY if case.op == "cross_entropy_with_grad" else _MAKERS
     for name, make in makers.items():
-        fn = make(case.op, x) if only is None or name in only else None
+        fn = make(case.op, x, case.axis) if only is None or name in only else None
         if fn is not None:
             yield name, fn
 
 
-Maker = Callable[[str, np.ndarray], Callable[[], Any] | None]
+Maker = Callable[[str, np.ndarray, int], Callable[[], Any] | None]
 
 
-def _softjit(op: str, x: np.ndarray) -> Callable[[], Any]:
+def _softjit(op: str, x: np.ndarray, axis: int) -> Callable[[], Any]:
     if op == "softmax_inplace":
         scratch = x.copy()
-        return lambda: softjit.softmax(scratch, out=scratch)
+        return lambda: softjit.softmax(scratch, axis=axis, out=scratch)
     fn = getattr(softjit, op)
-    return lambda: fn(x)
+    return lambda: fn(x, axis=axis)
 
 
-def _numpy(op: str, x: np.ndarray) -> Callable[[], Any]:
+def _numpy(op: str, x: np.ndarray, axis: int) -> Callable[[], Any]:
     fn = getattr(ref, op.removesuffix("_inplace"))
-    return lambda: fn(x)
+    return lambda: fn(x, axis)
 
 
-def _scipy(op: str, x: np.ndarray) -> Callable[[], Any] | None:
+def _scipy(op: str, x: np.ndarray, axis: int) -> Callable[[], Any] | None:
     try:
         from scipy import special
     except ImportError:
         return None
     fn = getattr(special, op.removesuffix("_inplace"))
-    return lambda: fn(x, axis=-1)
+    return lambda: fn(x, axis=axis)
 
 
-def _torch(op: str, x: np.ndarray) -> Callable[[], Any] | None:
+def _torch(op: str, x: np.ndarray, axis: int) -> Callable[[], Any] | None:
     try:
         import torch
     except ImportError:
         return None
     tx = torch.from_numpy(x)
     fn = getattr(torch, op.removesuffix("_inplace"))
-    return lambda: fn(tx, -1)
+    return lambda: fn(tx, axis)
 
 
-def _jax(op: str, x: np.ndarray) -> Callable[[], Any] | None:
+def _jax(op: str, x: np.ndarray, axis: int) -> Callable[[], Any] | None:
     try:
         import jax
     except ImportError:
         return None
     jx = jax.device_put(x)
-    fn = jax.jit({"softmax": jax.nn.softmax, "softmax_inplace": jax.nn.softmax,
-                  "log_softmax": jax.nn.log_softmax,
-                  "logsumexp": lambda a: jax.scipy.special.logsumexp(a, axis=-1)}[op])
+    fn = jax.jit(functools.partial(
+        {"softmax": jax.nn.softmax, "softmax_inplace": jax.nn.softmax,
+         "log_softmax": jax.nn.log_softmax, "logsumexp": jax.scipy.special.logsumexp}[op],
+        axis=axis))
     return lambda: fn(jx).block_until_ready()
 
 
@@ -174,7 +185,7 @@ def _class_labels(x: np.ndarray) -> np.ndarray:
     return np.random.default_rng(1).integers(0, x.shape[-1], x.shape[:-1])
 
 
-def _torch_cross_entropy(op: str, x: np.ndarray) -> Callable[[], Any] | None:
+def _torch_cross_entropy(op: str, x: np.ndarray, axis: int) -> Callable[[], Any] | None:
     try:
         import torch
     except ImportError:
@@ -190,10 +201,11 @@ def _torch_cross_entropy(op: str, x: np.ndarray) -> Callable[[], Any] | None:
 
 
 _CROSS_ENTROPY: dict[str, Maker] = {
-    "softjit": lambda op, x: functools.partial(softjit.cross_entropy_with_grad, x,
-                                               _class_labels(x)),
-    "numpy": lambda op, x: functools.partial(ref.cross_entropy_with_grad, x, _class_labels(x)),
-    "softjit.softmax": lambda op, x: functools.partial(softjit.softmax, x),
+    "softjit": lambda op, x, axis: functools.partial(softjit.cross_entropy_with_grad, x,
+                                                     _class_labels(x)),
+    "numpy": lambda op, x, axis: functools.partial(ref.cross_entropy_with_grad, x,
+                                                   _class_labels(x)),
+    "softjit.softmax": lambda op, x, axis: functools.partial(softjit.softmax, x),
     "torch": _torch_cross_entropy,
 }
 
@@ -210,8 +222,8 @@ def run_case(case: Case, only: Iterable[str] | None = None, repeats: int = 5) ->
     times = {}
     for name, fn in implementations(case, x, only):
         times[name] = time_call(fn, repeats=repeats)
-    return {"op": case.op, "shape": list(case.shape), "dtype": case.dtype, "size": case.size,
-            "seconds": times}
+    return {"op": case.op, "shape": list(case.shape), "dtype": case.dtype, "axis": case.axis,
+            "size": case.size, "seconds": times}
 
 
 def default_grid(grid: str = "full") -> list[Case]:
@@ -219,7 +231,8 @@ def default_grid(grid: str = "full") -> list[Case]:
 
     ``'full'``: softmax from a 14-element vector to 2**24 elements (short,
     square and long rows, and a sweep of 1024-long rows), the other
-    operations on two shapes and cross-entropy with its gradient (minutes).
+    operations on two shapes, softmax along axis 0 and a middle axis (rows
+    that lie across memory) and cross-entropy with its gradient (minutes).
     ``'quick'``: a few of those shapes.  ``'short'``: shapes of up to 2**20
     elements (the benchmark of ``python -m softjit``, about half a minute).
     ``'tiny'``: softmax only, on short (16) and long (4096) rows of up to
@@ -239,29 +252,35 @@ def default_grid(grid: str = "full") -> list[Case]:
         return _grid(rows, [], None)
     if grid == "short":
         rows = [(14,), (1000, 100), (100_000, 10), (1000, 1000), (1, 1 << 20)]
-        return _grid(rows, [(1000, 1000)], (4096, 1000))
+        across = [((1000, 1000), 0), ((16, 21, 32, 32), 1)]
+        return _grid(rows, [(1000, 1000)], (4096, 1000), across)
     if grid == "quick":
         rows = [(14,), (1000, 100), (4096, 4096), (1_000_000, 10)]
-        return _grid(rows, [(4096, 4096)], (65536, 1000))
+        return _grid(rows, [(4096, 4096)], (65536, 1000), [((4096, 4096), 0)])
     shapes = [(14,), (64, 10), (1000, 100), (256, 1024), (1_000_000, 10), (4096, 4096),
               (8, 2_000_000), (1, 1 << 24)]
     sweep = [((1 << k) // 1024, 1024) if k >= 10 else (1, 1 << k) for k in range(4, 25, 2)]
+    across = [((4096, 4096), 0), ((10, 1_000_000), 0), ((8, 21, 256, 256), 1)]
     return _grid(list(dict.fromkeys(shapes + sweep)), [(4096, 4096), (1_000_000, 10)],
-                 (65536, 1000))
+                 (65536, 1000), across)
 
 
 def _grid(
     softmax_shapes: list[tuple[int, ...]],
     op_shapes: list[tuple[int, ...]],
     cross_entropy_shape: tuple[int, ...] | None,
+    across: list[tuple[tuple[int, ...], int]] = (),
 ) -> list[Case]:
     """softmax on ``softmax_shapes``, the in-place softmax, log_softmax and
-    logsumexp on ``op_shapes`` (float32, then float64), and float32
-    cross-entropy with its gradient on ``cross_entropy_shape``."""
+    logsumexp on ``op_shapes``, softmax and logsumexp along other axes
+    (``(shape, axis)`` pairs of ``across``), float32, then float64; and
+    float32 cross-entropy with its gradient on ``cross_entropy_shape``."""
     cases = []
     for dtype in ("float32", "float64"):
         cases += [Case("softmax", shape, dtype) for shape in softmax_shapes]
         cases += [Case(op, shape, dtype) for shape in op_shapes for op in OPS[1:4]]
+        cases += [Case(op, shape, dtype, axis) for shape, axis in across
+                  for op in ("softmax", "logsumexp")]
     if cross_entropy_shape is not None:
         cases.append(Case("cross_entropy_with_grad", cross_entropy_shape, "float32"))
     return cases
@@ -453,7 +472,7 @@ def format_seconds(seconds: float) -> str:
 
 
 def _record_label(r: Record) -> str:
-    return Case(r["op"], tuple(r["shape"]), r["dtype"]).label
+    return Case(r["op"], tuple(r["shape"]), r["dtype"], r.get("axis", -1)).label
 
 
 def _cells(records: list[Record]) -> tuple[list[str], list[list[str]]]:
@@ -478,7 +497,8 @@ def _group(records: list[Record]) -> Iterator[tuple[str, list[Record]]]:
     for dtype in ("float32", "float64"):
         for kind, long_rows in (("rows < 1024", False), ("rows >= 1024", True)):
             rows = sorted((r for r in records if r["op"] == "softmax" and r["dtype"] == dtype
-                           and (r["shape"][-1] >= 1024) == long_rows), key=lambda r: r["size"])
+                           and r.get("axis", -1) == -1 and (r["shape"][-1] >= 1024) == long_rows),
+                          key=lambda r: r["size"])
             if rows:
                 yield f"softmax, {dtype}, {kind}", rows
 
