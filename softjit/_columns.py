@@ -32,8 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import _rows
-from ._fastrows import logsumexp_refine, shifted_exp
+from ._fastrows import logsumexp_refine, long_special, shifted_exp
 from ._options import (
     COLUMN_SCRATCH,
     COLUMN_WIDTH,
@@ -54,10 +53,11 @@ from ._simd import (
 
 @njit(**SERIAL)
 def block_width(n):
-    """Rows per softmax block: its float64 block of terms, ``n`` by the
-    width, stays within ``COLUMN_SCRATCH`` bytes, and the width is a
-    multiple of 8 (a cache line of float64, half of one of float32) from 8
-    to ``COLUMN_WIDTH``."""
+    """Rows per softmax block: a multiple of 8 (a cache line of float64,
+    half of one of float32) from 8 to ``COLUMN_WIDTH``, as wide as keeps
+    its float64 block of terms, ``n`` by the width, within
+    ``COLUMN_SCRATCH`` bytes (rows longer than ``COLUMN_SCRATCH / 64``
+    elements take 8 and more)."""
     return max(8, min(COLUMN_WIDTH, COLUMN_SCRATCH // (8 * n) // 8 * 8))
 
 
@@ -154,17 +154,11 @@ def block_exp_sums(split, xt, c0, w, m, mf, inv_t, e, acc, c1, w1):
 
 @njit(**SERIAL)
 def special(kind, xt, c0, r, t, buf, obuf):
-    """The exact scalar kernel on row ``c0 + r`` (copied into ``buf``):
+    """The exact scalar kernels on row ``c0 + r`` (copied into ``buf``):
     softmax/log_softmax into ``obuf``, or ``(logsumexp, sign)``."""
     for j in range(xt.shape[0]):
         buf[j] = xt[j, c0 + r]
-    if kind == 0:
-        _rows.softmax_row(buf, obuf, t, None)
-    elif kind == 1:
-        _rows.log_softmax_row(buf, obuf, t, None)
-    else:
-        return _rows.logsumexp_row(buf, None)
-    return 0.0, 0.0
+    return long_special(kind, buf, obuf, t)
 
 
 @njit(**SERIAL)

@@ -49,14 +49,33 @@ def rows_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int]
     return rows, n
 
 
+def reshaped_view(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``arr`` reshaped to ``shape`` without a copy, or None if that needs one.
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 6))
+    >>> reshaped_view(a, (2, 2, 6)).shape, reshaped_view(a.T, (24,)) is None
+    ((2, 2, 6), True)
+    """
+    try:
+        return np.reshape(arr, shape, copy=False)
+    except ValueError:
+        return None
+    except TypeError:  # numpy < 2.1: no copy= argument
+        view = arr.view()
+        try:
+            view.shape = shape
+        except AttributeError:
+            return None
+        return view
+
+
 def rows_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray | None:
     """``arr`` as a 2-D ``(rows, n)`` view, or None if that needs a copy."""
     if axes == (arr.ndim - 1,) and arr.flags.c_contiguous:
         return arr.reshape(rows, n)  # the common case, without the general path
-    try:
-        return np.reshape(moved_last(arr, axes), (rows, n), copy=False)
-    except ValueError:
-        return None
+    return reshaped_view(moved_last(arr, axes), (rows, n))
 
 
 def rows_copy(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray:
@@ -179,11 +198,8 @@ def across_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np
     b = math.prod(arr.shape[axes[-1] + 1:])
     if b < 2:
         return None
-    try:
-        view = np.reshape(arr, (rows // b, n, b), copy=False)
-    except ValueError:
-        return None
-    return view if view.strides[2] == view.itemsize else None
+    view = reshaped_view(arr, (rows // b, n, b))
+    return view if view is not None and view.strides[2] == view.itemsize else None
 
 
 def _run_short(kind: str, rows: int, n: int, x2: np.ndarray, out2: np.ndarray | None,
@@ -235,7 +251,7 @@ def run_rowwise(
         return
     x3 = None if mask is not None else across_view(x, axes, rows, n)
     o3 = None if x3 is None else x3 if out is x else across_view(out, axes, rows, n)
-    if o3 is not None:
+    if o3 is not None and o3.shape == x3.shape:  # (out may split into other slabs)
         none = _none(x.dtype)
         _run(_COLUMNS, rows, n, _KIND[kind], read_only(x3), o3, none, none, temperature)
         return

@@ -12,7 +12,8 @@ Per row, passes while the row is in cache:
    the sum is taken again from ``e``, exact to about one rounding
    (:func:`lane_sum`, :func:`seq_sum`), and ``1 / sum`` from that
    double-double: the largest entries are ``1 / sum``, where the blocked
-   sum's error of an ulp or two would show doubled.
+   sum's error of an ulp or two would show doubled.  (Long rows keep their
+   chunked sums.)
 
 All arithmetic is float64: float32 rows use a shorter ``exp`` that is
 exact enough for float32 results (:mod:`softjit._simd`).  log_softmax and
@@ -324,9 +325,9 @@ def lane_sum(scratch, n):
     an exact TwoSum whose error is kept (vectorized across the lanes: no
     reassociation needed), then the lanes folded in halves the same way
     (``SUM_LANES`` is a power of two) and the tail added: within about
-    one rounding of the exact sum at any length, where the blocked sums of
-    :func:`exp_sum` lose a few (float64 softmax, whose largest entries are
-    ``1 / sum``, needs this).
+    one rounding of the exact sum, where the blocked sums of
+    :func:`exp_sum` lose a few (float64 softmax of rows shorter than
+    ``LONG_ROW``, whose largest entries are ``1 / sum``, needs this).
     """
     s = span_view(scratch, n, SUM_LANES)
     c = span_view(scratch, n + SUM_LANES, SUM_LANES)
@@ -476,8 +477,9 @@ def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
             if x.ctypes.data == out.ctypes.data:
                 shift_inplace(out, m, inv_t, lse)
             elif stream:
-                shift_into(x, m, inv_t, lse, scratch)
-                stream_scale_into(scratch, 1.0, out)
+                buf = span_view(scratch, 0, x.shape[0])  # scratch is longer than the row
+                shift_into(x, m, inv_t, lse, buf)
+                stream_scale_into(buf, 1.0, out)
             else:
                 shift_into(x, m, inv_t, lse, out)
             return mn
@@ -906,7 +908,9 @@ def long_finish_chunk(kind, xr, orow, c, big, inv_t, value, stream):
 
 @njit(**SERIAL)
 def long_special(kind, xr, orow, t):
-    """A long row with special values: the exact scalar kernels."""
+    """A row with special values (a long row, or a row the column kernels
+    copied out): the exact scalar kernels; returns ``(logsumexp, sign)``
+    for kind 2, else NaNs."""
     if kind == 0:
         _rows.softmax_row(xr, orow, t, None)
     elif kind == 1:

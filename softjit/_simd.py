@@ -24,6 +24,8 @@ instructions when LLVM inlines these functions into kernels that use it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import njit
@@ -87,6 +89,18 @@ def i32_as_f32(typingctx, x):
     return types.float32(x), codegen
 
 
+def _same_array(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    """Code of an intrinsic that returns its array argument as another
+    array type of the same memory layout (a new reference to it)."""
+    src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+    dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+    for field in ("meminfo", "parent", "nitems", "itemsize", "data", "shape", "strides"):
+        setattr(dst, field, getattr(src, field))
+    value = dst._getvalue()
+    context.nrt.incref(builder, sig.return_type, value)
+    return value
+
+
 @intrinsic
 def unit_stride_view(typingctx, arr):
     """The 1-D array ``arr`` typed as C-contiguous (same data, no copy).
@@ -100,17 +114,7 @@ def unit_stride_view(typingctx, arr):
     # Typed writable so that it unifies with scratch buffers; the kernels
     # never write to their input.
     ret = arr.copy(layout="C", readonly=False)
-
-    def codegen(context, builder, sig, args):
-        src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
-        for field in ("meminfo", "parent", "nitems", "itemsize", "data", "shape", "strides"):
-            setattr(dst, field, getattr(src, field))
-        value = dst._getvalue()
-        context.nrt.incref(builder, sig.return_type, value)
-        return value
-
-    return ret(arr), codegen
+    return ret(arr), _same_array
 
 
 @intrinsic
@@ -121,18 +125,7 @@ def read_only_view(typingctx, arr):
     serves them and the callers whose input is read-only."""
     if not isinstance(arr, types.Array):
         return None
-    ret = arr.copy(readonly=True)
-
-    def codegen(context, builder, sig, args):
-        src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
-        for field in ("meminfo", "parent", "nitems", "itemsize", "data", "shape", "strides"):
-            setattr(dst, field, getattr(src, field))
-        value = dst._getvalue()
-        context.nrt.incref(builder, sig.return_type, value)
-        return value
-
-    return ret(arr), codegen
+    return arr.copy(readonly=True)(arr), _same_array
 
 
 @intrinsic
@@ -165,6 +158,21 @@ def row_view(typingctx, arr, r):
     return ret(arr, r), codegen
 
 
+def _borrowed(context: Any, builder: Any, typ: Any, src: Any, offset: Any, n: Any) -> Any:
+    """A borrowed unit-stride 1-D array of type ``typ``: ``n`` elements of
+    the array ``src`` from ``offset`` bytes on, with no reference (null
+    meminfo: numba's reference counting skips it)."""
+    dst = cgutils.create_struct_proxy(typ)(context, builder)
+    dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+    dst.parent = cgutils.get_null_value(dst.parent.type)
+    dst.nitems = n
+    dst.itemsize = src.itemsize
+    dst.data = cgutils.pointer_add(builder, src.data, offset)
+    dst.shape = cgutils.pack_array(builder, [n])
+    dst.strides = cgutils.pack_array(builder, [src.itemsize])
+    return dst._getvalue()
+
+
 @intrinsic
 def line_view(typingctx, arr, j, start, count):
     """``arr[j, start:start + count]`` of the 2-D ``arr`` as a 1-D array
@@ -172,7 +180,8 @@ def line_view(typingctx, arr, j, start, count):
     count to update, which would cost more than a short loop over it), so
     it must not outlive ``arr`` in the caller.  The caller guarantees unit
     stride along the second axis (``arr.strides[1] == arr.itemsize``) and
-    the bounds."""
+    the bounds.  Typed writable, as :func:`unit_stride_view`: the kernels
+    never write to their input."""
     if not (isinstance(arr, types.Array) and arr.ndim == 2
             and all(isinstance(a, types.Integer) for a in (j, start, count))):
         return None
@@ -180,22 +189,13 @@ def line_view(typingctx, arr, j, start, count):
 
     def codegen(context, builder, sig, args):
         src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
         strides = cgutils.unpack_tuple(builder, src.strides, 2)
         jj, lo, n = (context.cast(builder, v, t, types.intp)
                      for v, t in zip(args[1:], sig.args[1:], strict=True))
-        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
-        dst.parent = cgutils.get_null_value(dst.parent.type)
-        dst.nitems = n
-        dst.itemsize = src.itemsize
         offset = builder.add(builder.mul(jj, strides[0]), builder.mul(lo, src.itemsize))
-        dst.data = cgutils.pointer_add(builder, src.data, offset)
-        dst.shape = cgutils.pack_array(builder, [n])
-        dst.strides = cgutils.pack_array(builder, [src.itemsize])
-        return dst._getvalue()
+        return _borrowed(context, builder, sig.return_type, src, offset, n)
 
     return ret(arr, j, start, count), codegen
-
 
 
 @intrinsic
@@ -210,17 +210,9 @@ def span_view(typingctx, arr, start, count):
 
     def codegen(context, builder, sig, args):
         src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
         lo, n = (context.cast(builder, v, t, types.intp)
                  for v, t in zip(args[1:], sig.args[1:], strict=True))
-        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
-        dst.parent = cgutils.get_null_value(dst.parent.type)
-        dst.nitems = n
-        dst.itemsize = src.itemsize
-        dst.data = cgutils.pointer_add(builder, src.data, builder.mul(lo, src.itemsize))
-        dst.shape = cgutils.pack_array(builder, [n])
-        dst.strides = cgutils.pack_array(builder, [src.itemsize])
-        return dst._getvalue()
+        return _borrowed(context, builder, sig.return_type, src, builder.mul(lo, src.itemsize), n)
 
     return ret(arr, start, count), codegen
 

@@ -138,22 +138,37 @@ def test_float32_logsumexp_near_zero(dtype, rng):
     np.testing.assert_allclose(got, want, rtol=0, atol=4 * np.finfo(dtype).eps)
 
 
-def test_bits_do_not_depend_on_blocks_or_threads(rng):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [30, 300])
+def test_bits_do_not_depend_on_blocks_or_threads(n, dtype, rng):
     """Each row's arithmetic is the same whichever block, range of rows or
-    thread computes it: the whole array (parallel), its halves and the
+    thread computes it: the whole array (parallel), its parts and the
     serial driver give equal bits."""
-    x = (rng.standard_normal((300, 1001)) * 4).astype(np.float32)
-    whole = softjit.softmax(x, axis=0)
-    halves = np.concatenate([softjit.softmax(x[:, :333], axis=0),
-                             softjit.softmax(x[:, 333:], axis=0)], axis=1)
-    assert np.array_equal(whole, halves)
+    x = (rng.standard_normal((n, 3001)) * 4).astype(dtype)
+    for fn in FUNCS:
+        whole = fn(x, axis=0)
+        parts = np.concatenate([fn(x[:, :333], axis=0), fn(x[:, 333:340], axis=0),
+                                fn(x[:, 340:], axis=0)], axis=1)
+        assert np.array_equal(whole, parts)
     x3 = np.ascontiguousarray(x)[None]
-    for kind in (0, 1):
+    none = np.empty(0, dtype)
+    for kind, fn in enumerate(FUNCS):
         out = np.empty_like(x3)
-        none = np.empty(0, np.float32)
         _columns.columns_serial(kind, _dispatch.read_only(x3), out, none, none, 1.0)
-        fn = softjit.softmax if kind == 0 else softjit.log_softmax
         assert np.array_equal(out[0], fn(x, axis=0))
+
+
+def test_out_whose_slabs_differ_from_the_input(rng):
+    """``x`` and ``out`` of the same shape whose 3-D views differ (one
+    splits into slabs, the other is one block): the column kernels need
+    both alike, else another path runs."""
+    base = rng.standard_normal((3, 4, 5))
+    inputs = [base, np.ascontiguousarray(base.transpose(1, 0, 2)).transpose(1, 0, 2)]
+    for x in inputs:
+        for out in (np.zeros((3, 4, 5)), np.zeros((4, 3, 5)).transpose(1, 0, 2)):
+            for fn, rfn in [(softjit.softmax, ref.softmax), (softjit.log_softmax, ref.log_softmax)]:
+                assert fn(x, axis=1, out=out) is out
+                np.testing.assert_allclose(out, rfn(base, 1), **tol(np.float64))
 
 
 def test_out_of_another_layout_and_inputs_untouched(rng):

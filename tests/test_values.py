@@ -302,6 +302,46 @@ def test_large_arrays_take_the_parallel_path(rng):
     np.testing.assert_allclose(softjit.logsumexp(x), ref.logsumexp(x), rtol=2e-6)
 
 
+_GUARD_PAGE = """
+import ctypes, mmap
+import numpy as np
+import softjit
+shape = {shape}
+nbytes = shape[0] * shape[1] * 4
+size = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
+buf = mmap.mmap(-1, size + mmap.PAGESIZE)
+start = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+assert libc.mprotect(start + size, mmap.PAGESIZE, 0) == 0  # no access after the array
+x = np.frombuffer(buf, np.float32, shape[0] * shape[1], size - nbytes).reshape(shape)
+x[...] = np.random.default_rng(0).standard_normal(shape)
+for fn in (softjit.softmax, softjit.log_softmax, softjit.logsumexp):
+    fn(x)
+    fn(x, axis=0)
+print("CHILD_OK")
+"""
+
+
+@pytest.mark.parametrize("shape", [(4096, 1031), (3, 100)], ids=["streamed", "small"])
+def test_no_read_past_the_input(shape):
+    """The kernels read nothing after the input's last element: an array
+    that ends just before a page the process may not touch (a crash
+    otherwise), large enough for streaming stores and small."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mprotect through ctypes: Linux")
+    root = str(pathlib.Path(softjit.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-c", _GUARD_PAGE.format(shape=shape)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "CHILD_OK" in proc.stdout, (proc.returncode, proc.stderr)
+
+
 @pytest.mark.parametrize("shape", [(4096, 1031), (2, 2_100_000)], ids=["rows", "long-rows"])
 def test_large_results_streamed(shape, rng):
     """Results of 16 MiB or more are written with streaming stores (from an
