@@ -36,6 +36,7 @@ from ._fastrows import logsumexp_refine, long_special, shifted_exp
 from ._options import (
     COLUMN_SCRATCH,
     COLUMN_WIDTH,
+    LONG_ROW,
     PARALLEL,
     SERIAL,
     SHORT_ROW,
@@ -114,7 +115,7 @@ def block_exp_sums(split, xt, c0, w, m, mf, inv_t, e, acc, c1, w1):
     for j in range(n):
         xj = line_view(xt, j, c0, w)
         s = line_view(acc, (j % 4 if j < q4 else 0) if short else 0, 0, w)
-        if not split:
+        if not split and e.shape[0] > 0:
             ej = line_view(e, j, 0, w)
         if short and split:
             for r in range(w):
@@ -131,6 +132,10 @@ def block_exp_sums(split, xt, c0, w, m, mf, inv_t, e, acc, c1, w1):
                 v = xj[r]
                 term = shifted_exp(v, mf[r], inv_t, xj)
                 s[r], err = two_sum(s[r], term if np.float64(v) != m[r] else 0.0)
+                c[r] += err
+        elif e.shape[0] == 0:  # long rows: the output pass recomputes the terms
+            for r in range(w):
+                s[r], err = two_sum(s[r], shifted_exp(xj[r], mf[r], inv_t, xj))
                 c[r] += err
         else:
             for r in range(w):
@@ -193,7 +198,10 @@ def columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1, e, acc, m, k, mf, b
     transposed ``(n, rows)`` array ``xt`` into ``ot`` (may be ``xt``), or
     logsumexp (2) into ``res``/``sign`` (``ot`` unused); prefetches the
     next block, rows ``c1 .. c1 + w1``.  ``e`` is an ``(n, w)`` float64
-    scratch block for softmax (empty for the others), ``acc`` ``(4, w)``,
+    scratch block for softmax of rows shorter than ``LONG_ROW`` (empty
+    otherwise: log_softmax needs no terms kept, and softmax of longer rows
+    computes them again in its output pass rather than keep a scratch
+    block as large as the input's block), ``acc`` ``(4, w)``,
     ``m``/``k``/``mf`` at least ``w`` long, ``buf``/``obuf`` rows of the
     input dtype."""
     n = xt.shape[0]
@@ -224,18 +232,24 @@ def columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1, e, acc, m, k, mf, b
     park = e
     for r in range(w):
         if is_special(m[r], acc[0, r]):
-            if nspecial == 0 and kind == 1:
+            if nspecial == 0 and park.shape[0] == 0:
                 park = np.empty((n, w))
             special(kind, xt, c0, r, t, buf, obuf)
             for j in range(n):
                 park[j, r] = obuf[j]
             nspecial += 1
-    if kind == 0:
+    if kind == 0 and e.shape[0] > 0:
         for j in range(n):
             oj = line_view(ot, j, c0, w)
             ej = line_view(e, j, 0, w)
             for r in range(w):
                 oj[r] = ej[r] * acc[1, r]
+    elif kind == 0:
+        for j in range(n):
+            xj = line_view(xt, j, c0, w)
+            oj = line_view(ot, j, c0, w)
+            for r in range(w):
+                oj[r] = shifted_exp(xj[r], mf[r], inv_t, xj) * acc[1, r]
     elif xt.ctypes.data == ot.ctypes.data:
         # In place: one array, so that LLVM need not prove two disjoint.
         for j in range(n):
@@ -262,8 +276,9 @@ def columns_range(kind, xt, ot, res, sign, t, lo, hi):
     n = xt.shape[0]
     if lo >= hi:
         return
-    per = min(block_width(n) if kind == 0 else COLUMN_WIDTH, hi - lo)
-    e = np.empty(n * per if kind == 0 else 0)
+    keep = kind == 0 and n < LONG_ROW  # softmax keeps its terms, unless rows are long
+    per = min(block_width(n) if keep else COLUMN_WIDTH, hi - lo)
+    e = np.empty(n * per if keep else 0)
     acc = np.empty(4 * per)
     m = np.empty(per)
     k = np.empty(per)
@@ -275,7 +290,7 @@ def columns_range(kind, xt, ot, res, sign, t, lo, hi):
         c1 = c0 + w
         w1 = max(0, min(per, hi - c1))
         columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1,
-                      e[:n * w].reshape((n if kind == 0 else 0, w)),
+                      e[:n * w].reshape((n if keep else 0, w)),
                       acc[:4 * w].reshape((4, w)), m, k, mf, buf, obuf)
 
 

@@ -183,12 +183,12 @@ def _short(n: int, *arrays: np.ndarray) -> bool:
 def across_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray | None:
     """``arr`` as a 3-D ``(a, n, b)`` view for the column kernels
     (:mod:`softjit._columns`), or None: ``a`` slabs of ``b > 1`` rows of
-    ``n`` elements (``1 < n < LONG_ROW``), the rows lying across memory
+    ``n > 1`` elements, the rows lying across memory
     (unit stride along the last axis).  Such are an axis-0 reduction of a
     C-ordered matrix, a last-axis one of a Fortran-ordered matrix and a
     reduction over middle axes of a C-ordered array (``a`` the kept axes
     before them, ``b`` those after)."""
-    if not 1 < n < LONG_ROW or rows < 2:
+    if n < 2 or rows < 2:
         return None
     view = rows_view(arr, axes, rows, n)
     if view is not None:

@@ -39,7 +39,7 @@ def test_which_layouts_take_the_column_kernels(rng):
     assert not across(rng.standard_normal((3, 50, 40)), (0, 2))  # not one block of axes
     assert not across(rng.standard_normal((50, 1)), (0,))  # one row
     assert not across(rng.standard_normal((1, 40)), (0,))  # rows of one element
-    assert not across(rng.standard_normal((40_000, 2)), (0,))  # long rows: chunked kernels
+    assert across(rng.standard_normal((40_000, 2)), (0,))  # long rows too
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -58,13 +58,21 @@ def test_short_rows_give_the_row_kernels_bits(rows, n, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [65, 1000, 9000])
+@pytest.mark.parametrize("n", [65, 1000, 9000, 40_000])
 def test_long_rows_against_the_reference(n, dtype, rng):
+    """Rows longer than the short ones; from LONG_ROW (32768) elements on,
+    softmax computes its terms again in the output pass."""
     x = (rng.standard_normal((n, 37)) * 6).astype(dtype)
+    x[5, 3] = np.nan
+    x[:, 4] = -np.inf
+    x[7, 6] = np.inf
     for fn, rfn in [(softjit.softmax, ref.softmax), (softjit.log_softmax, ref.log_softmax)]:
         got = fn(x, axis=0, temperature=1.5)
         assert got.dtype == dtype
         np.testing.assert_allclose(got, rfn(x / 1.5, 0), **tol(dtype))
+        y = x.copy()
+        fn(y, axis=0, temperature=1.5, out=y)
+        np.testing.assert_array_equal(y, got)
     np.testing.assert_allclose(softjit.logsumexp(x, axis=0), ref.logsumexp(x, 0), **tol(dtype))
 
 
