@@ -3,7 +3,10 @@
 The reduced axes are moved last and the array is seen as a 2-D
 ``(rows, n)`` array: a view when the memory layout allows it (any
 C-contiguous array reduced over trailing axes, transposed and many strided
-inputs), otherwise a contiguous copy.  Small arrays, and callers that find
+inputs), otherwise a contiguous copy.  Rows that lie across memory (an
+axis-0 reduction of a C-ordered array, the last axis of a Fortran-ordered
+one, middle axes) go to the column kernels as an ``(a, n, b)`` view
+instead (:func:`across_view`).  Small arrays, and callers that find
 another thread inside a parallel kernel, run the serial driver.
 """
 
