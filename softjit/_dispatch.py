@@ -191,8 +191,8 @@ def across_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np
     C-ordered matrix, a last-axis one of a Fortran-ordered matrix and a
     reduction over middle axes of a C-ordered array (``a`` the kept axes
     before them, ``b`` those after)."""
-    if n < 2 or rows < 2:
-        return None
+    if n < 2 or rows < 2 or (axes == (arr.ndim - 1,) and arr.flags.c_contiguous):
+        return None  # (the common case: rows along memory, for the row kernels)
     view = rows_view(arr, axes, rows, n)
     if view is not None:
         return view.T[None] if view.strides[0] == view.itemsize else None

@@ -457,9 +457,9 @@ def softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
                 r = reciprocal2(*(seq_sum(scratch, n) if n <= SHORT_ROW
                                   else lane_sum(lane_scratch(scratch, n), n)))
             if stream:
-                stream_scale_into(span_view(scratch, 0, n), r, out)
+                stream_scale_into(scratch, r, out)
             else:
-                scale_into(span_view(scratch, 0, n), r, out)
+                scale_into(scratch, r, out)
             return mn
     _rows.softmax_row(x, out, t, None)
     return row_max(nxt)
