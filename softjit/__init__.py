@@ -15,6 +15,9 @@ Layers
 ``softjit.cross_entropy``, ``margin_ranking_loss``, ``multi_margin_loss``
     Losses on logits, each with a fused ``..._with_grad`` form
     (:mod:`softjit._losses`).
+``softjit.release_memory``
+    Frees the memory kept from dropped large results for later ones
+    (:mod:`softjit._memory`).
 :mod:`softjit.gufuncs`
     numba generalized ufuncs with core signatures ``(n)->(n)`` and
     ``(n)->()`` that broadcast over leading dimensions and accept numpy's
@@ -33,6 +36,7 @@ from ._losses import (
     multi_margin_loss,
     multi_margin_loss_with_grad,
 )
+from ._memory import release_memory
 
 # One process at a time writes a kernel to numba's on-disk cache.
 _buildlock.guard_cache_saves(_simd, _rows, _fastrows, _grad_rows)
@@ -50,6 +54,7 @@ __all__ = [
     "margin_ranking_loss_with_grad",
     "multi_margin_loss",
     "multi_margin_loss_with_grad",
+    "release_memory",
     "softmax",
     "softmax_jacobian",
     "softmax_jvp",

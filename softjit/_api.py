@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _complex, _fastrows
+from . import _complex, _fastrows, _memory
 from ._dispatch import rows_shape, run_logsumexp, run_rowwise, same_layout
 from ._normalize import (
     as_array,
@@ -129,7 +129,7 @@ def _softmax_family(
 
     # Compute in the kernel dtype: in place in a private copy of x when
     # there is one, else in a new array; cast to the result dtype at the end.
-    target = xk if private else np.empty_like(xk)
+    target = xk if private else _memory.empty_like(xk)
     run_rowwise(kind, xk, target, axes, t, mask)
     if res is not None:
         np.copyto(res, target, casting="unsafe")
