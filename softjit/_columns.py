@@ -187,7 +187,7 @@ def logsumexp_block(xt, res, sign, c0, w, m, k, acc, buf):
         if xt.itemsize == 4 and abs(lse) < 1.0:  # the case logsumexp_refine refines
             for j in range(n):
                 buf[j] = xt[j, c0 + r]
-            lse = logsumexp_refine(buf, np.int64(0), n, m[r], lse, k[r])
+            lse = logsumexp_refine(buf, np.int64(0), n, m[r], lse)
         res[c0 + r] = lse
         sign[c0 + r] = 1.0
 

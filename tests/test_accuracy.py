@@ -49,6 +49,12 @@ def rows(dtype, rng):
     out.append((1e4 + rng.standard_normal(50)).astype(dtype))  # large offset
     out.append(np.array([0.0, -40.0], dtype))  # tiny non-max terms
     out.append(np.linspace(-80, 0, 500).astype(dtype))  # terms down to underflow
+    # Rows whose terms below the maximum sum to about 2**-6, where float32
+    # rows switch from one plain sum to a separate sum below the maximum
+    # (_fastrows.SPLIT_FREE_MIN), far less, and rows with two maxima.
+    for total in (2.0**-6 * 0.97, 2.0**-6 * 1.03, 1e-3, 1e-12):
+        out.append(np.r_[0.0, np.log(total / 199) + 0.1 * rng.standard_normal(199)].astype(dtype))
+    out.append(np.r_[5.0, 5.0, 5.0 - 30.0 * rng.random(198)].astype(dtype))
     return out
 
 
