@@ -748,7 +748,10 @@ def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
             for j in range(n):
                 ob[r, j] = (xt[j, r] - mr) * inv_t - lse
         else:
-            res[r0 + r] = logsumexp_refine(xf, r * n, n, mr, mr + acc[1, r])
+            lse = mr + acc[1, r]
+            if xb.itemsize == 4 and abs(lse) < 1.0:  # (a call per row costs more than the row)
+                lse = logsumexp_refine(xf, r * n, n, mr, lse)
+            res[r0 + r] = lse
             sign[r0 + r] = 1.0
 
 
@@ -869,10 +872,21 @@ def small_logsumexp(x):
 # -------------------------------------------------------------- long rows
 
 
+@njit(**REDUCE)
+def plain_exp_sum(x, m, inv_t):
+    """The sum of ``exp((x - m) * inv_t)`` over the row (nothing stored)."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += shifted_exp(x[i], m, inv_t, x)
+    return s
+
+
 @njit(**SERIAL)
-def chunk_stats(xr, c, inv_t, ms, ss, ks, exact):
+def chunk_stats(xr, c, inv_t, ms, ss, ks, mode):
     """Max, sum of the terms below it and count of entries equal to it,
-    for chunk ``c`` of the row."""
+    for chunk ``c`` of the row (mode 1; mode 2: with the float64-exact
+    ``exp`` for float32 rows), or (mode 0) the sum of every term and a
+    count of 0."""
     lo = c * LONG_ROW_CHUNK
     chunk = xr[lo:min(lo + LONG_ROW_CHUNK, xr.shape[0])]
     m = row_max(chunk)
@@ -880,9 +894,36 @@ def chunk_stats(xr, c, inv_t, ms, ss, ks, exact):
     ss[c] = 0.0
     ks[c] = 0
     if -np.inf < m < np.inf:
-        ss[c], ks[c] = exp_sums(chunk, m, inv_t, np.empty(chunk.shape[0]), exact)
+        if mode == 0:
+            ss[c] = plain_exp_sum(chunk, m, inv_t)
+        else:
+            ss[c], ks[c] = exp_sums(chunk, m, inv_t, np.empty(chunk.shape[0]), mode == 2)
     elif m != -np.inf:
         ss[c] = np.nan  # +inf or NaN: the row is special
+
+
+@njit(**SERIAL)
+def first_mode(x):
+    """The chunk statistics' first mode (see :func:`chunk_stats`): one
+    plain sum for float32 rows, whose results need the sum below the
+    maximum apart only when it is small (:func:`second_mode`); the sum
+    below the maximum for float64 ones."""
+    return np.int64(0) if x.itemsize == 4 else np.int64(1)
+
+
+@njit(**SERIAL)
+def second_mode(kind, x, big, rest):
+    """The mode of a second pass of chunk statistics, or 0 for none: a
+    float32 row summed plainly (``rest`` = sum - 1) whose log_softmax or
+    logsumexp needs the sum below the maximum apart (``rest`` below
+    ``SPLIT_FREE_MIN``, as in :func:`exp_sum_below`), or whose logsumexp
+    lies in (-1, 1), where the float64-exact ``exp`` is needed (see
+    :func:`logsumexp_refine`)."""
+    if x.itemsize != 4 or kind == 0 or rest != rest:
+        return np.int64(0)
+    if kind == 2 and abs(big + log1p_pos(rest)) < 1.0:
+        return np.int64(2)
+    return np.int64(1) if rest < SPLIT_FREE_MIN else np.int64(0)
 
 
 @njit(**SERIAL)
@@ -974,8 +1015,13 @@ def long_row(kind, xr, orow, t, inv_t, stream):
     ss = np.empty(nch)
     ks = np.empty(nch, np.int64)
     for c in range(nch):
-        chunk_stats(xr, c, inv_t, ms, ss, ks, kind == 2)
+        chunk_stats(xr, c, inv_t, ms, ss, ks, first_mode(xr))
     big, rest = combine_chunks(ms, ss, ks, inv_t)
+    mode = second_mode(kind, xr, big, rest)
+    if mode != 0:
+        for c in range(nch):
+            chunk_stats(xr, c, inv_t, ms, ss, ks, mode)
+        big, rest = combine_chunks(ms, ss, ks, inv_t)
     if rest != rest:
         return long_special(kind, xr, orow, t)
     value = long_value(kind, big, rest)
@@ -1022,9 +1068,15 @@ def long_rows_parallel(kind, x, out, res, sign, t):
     for r in range(x.shape[0]):
         xr = unit_row(x[r], xbuf)
         orow = unit_row(out[r], obuf) if kind != 2 else xr[:0]
+        mode = first_mode(xr)
         for c in prange(nch):
-            chunk_stats(xr, c, inv_t, ms, ss, ks, kind == 2)
+            chunk_stats(xr, c, inv_t, ms, ss, ks, mode)
         big, rest = combine_chunks(ms, ss, ks, inv_t)
+        mode = second_mode(kind, xr, big, rest)
+        if mode != 0:
+            for c in prange(nch):
+                chunk_stats(xr, c, inv_t, ms, ss, ks, mode)
+            big, rest = combine_chunks(ms, ss, ks, inv_t)
         if rest != rest:
             v, sg = long_special(kind, xr, orow, t)
         else:

@@ -123,6 +123,30 @@ def test_log_softmax_keeps_the_largest_entry():
         -4.248354255291589e-18)
 
 
+def test_long_float32_rows_whose_largest_entries_need_care(rng):
+    """float32 long rows are first summed plainly; the sum below the
+    maximum is formed apart when it is small, and the float64-exact ``exp``
+    used when logsumexp lies in (-1, 1) (_fastrows.second_mode): the
+    largest log_softmax entry and logsumexp stay within 1 ulp, serial and
+    across threads."""
+    n = 40_000
+    rows = [
+        np.r_[0.0, -30.0 + rng.standard_normal(n - 1)],  # tiny sum below the max
+        np.r_[0.0, np.log(2.0**-6 / (n - 1)) + 0.01 * rng.standard_normal(n - 1)],
+        -np.log(n) + 0.1 * rng.standard_normal(n),  # logsumexp near 0
+        rng.standard_normal(n),  # the plain sum suffices
+    ]
+    for row in rows:
+        row = row.astype(np.float32)
+        _, ls_ref, lse_ref, _ = reference(row)
+        imax = int(np.argmax(row))
+        for x in (row, np.stack([row, row[::-1]])):  # serial, threads
+            ls = softjit.log_softmax(x)
+            lse = softjit.logsumexp(x)
+            assert ulps(ls.reshape(-1, n)[0, imax], ls_ref[imax], np.float32) <= 1.0
+            assert ulps(lse.reshape(-1)[0], lse_ref, np.float32) <= 1.0
+
+
 @pytest.mark.parametrize("n", [10, 1000, 100_000, 1_000_000])
 def test_row_sums_are_one_within_a_few_ulp(n, rng):
     x = rng.standard_normal((2, n)) * 3
