@@ -115,8 +115,11 @@ def _softmax_family(
         return out
 
     k_dt = kernel_dtype(res_dt)
-    xk = work.astype(k_dt, copy=False)
-    private = xk is not work  # astype made a converted copy
+    private = work.dtype != k_dt  # computed in place in a converted copy
+    xk = work
+    if private:
+        xk = _memory.empty_like(work, k_dt)
+        np.copyto(xk, work, casting="unsafe")
     res = None if out is None else out.reshape(work.shape)
 
     if res is not None and res.dtype == k_dt:

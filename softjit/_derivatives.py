@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _grad_rows
+from . import _grad_rows, _memory
 from ._dispatch import moved_last, rows_input, rows_shape, rows_view, same_layout
 from ._normalize import (
     as_array,
@@ -43,7 +43,7 @@ def empty_rows_layout(shape: tuple[int, ...], axes: tuple[int, ...], dtype: Any)
     the trailing axes)."""
     keep = [a for a in range(len(shape)) if a not in axes]
     order = keep + list(axes)
-    buf = np.empty([shape[a] for a in order], dtype)
+    buf = _memory.empty([shape[a] for a in order], dtype)
     return buf.transpose(np.argsort(order))
 
 

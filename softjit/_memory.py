@@ -9,11 +9,10 @@ memory of large results that the caller has dropped and gives it to the
 next result of the same size, as a loop that computes a new softmax each
 step would want.
 
-A pooled result is a plain ``numpy.ndarray`` whose ``base`` is a
-:class:`Lease` of the block.  numpy points every view of the result at
-that same lease (a view's base is the first owner that is not an array
-without its own data), so the block goes back to the pool only when the
-result and all views of it are gone.  At most ``POOL_MAX_BYTES`` of free
+A pooled result is a plain ``numpy.ndarray`` whose chain of ``base``
+objects ends at a :class:`Lease` of the block; every view of it holds
+that chain, so the block goes back to the pool only when the result and
+all views of it are gone.  At most ``POOL_MAX_BYTES`` of free
 blocks are kept; :func:`release_memory` frees them.
 
 The pool never waits for its lock: a caller (or a ``__del__`` run by the
@@ -23,8 +22,10 @@ as numpy would.  A forked child starts with an empty pool.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -93,8 +94,28 @@ def _take(nbytes: int) -> np.ndarray:
     return np.empty(nbytes, np.uint8)
 
 
-def empty_like(a: np.ndarray) -> np.ndarray:
-    """``numpy.empty_like(a)`` (the same shape, dtype and memory order),
+def empty(shape: tuple[int, ...], dtype: Any, order: str = "C") -> np.ndarray:
+    """``numpy.empty(shape, dtype, order)``, from the pool when large.
+
+    Examples
+    --------
+    >>> empty((2, 3), np.float32).shape
+    (2, 3)
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < POOL_MIN_BYTES or dtype.hasobject:
+        return np.empty(shape, dtype, order=order)
+    strides = None
+    if order == "F":
+        strides = tuple(dtype.itemsize * math.prod(shape[:i]) for i in range(len(shape)))
+    block = _take(-(-nbytes // _GRAIN) * _GRAIN)
+    return np.asarray(Lease(block, shape, dtype, strides))
+
+
+def empty_like(a: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """``numpy.empty_like(a, dtype)`` (the same shape and memory order),
     from the pool when it is large and C- or Fortran-ordered.
 
     Examples
@@ -104,17 +125,12 @@ def empty_like(a: np.ndarray) -> np.ndarray:
     >>> b.shape, b.dtype, b.flags.f_contiguous
     ((3, 4), dtype('float64'), True)
     """
-    nbytes = a.nbytes
-    if nbytes < POOL_MIN_BYTES or a.dtype.hasobject:
-        return np.empty_like(a)
+    dtype = a.dtype if dtype is None else dtype
     if a.flags.c_contiguous:
-        strides = None
-    elif a.flags.f_contiguous:
-        strides = tuple(a.itemsize * int(np.prod(a.shape[:i])) for i in range(a.ndim))
-    else:
-        return np.empty_like(a)
-    block = _take(-(-nbytes // _GRAIN) * _GRAIN)
-    return np.asarray(Lease(block, a.shape, a.dtype, strides))
+        return empty(a.shape, dtype)
+    if a.flags.f_contiguous:
+        return empty(a.shape, dtype, order="F")
+    return np.empty_like(a, dtype)
 
 
 def release_memory() -> int:
