@@ -10,10 +10,11 @@ next result of the same size, as a loop that computes a new softmax each
 step would want.
 
 A pooled result is a plain ``numpy.ndarray`` whose chain of ``base``
-objects ends at a :class:`Lease` of the block; every view of it holds
-that chain, so the block goes back to the pool only when the result and
-all views of it are gone.  At most ``POOL_MAX_BYTES`` of free
-blocks are kept; :func:`release_memory` frees them.
+objects ends at a lease of the block (a ctypes byte array over it, see
+:func:`lease_type`); every view of it holds that chain, so the block goes
+back to the pool only when the result and all views of it are gone.  At
+most ``POOL_MAX_BYTES`` of free blocks are kept (results larger than that
+are not pooled); :func:`release_memory` frees them.
 
 The pool never waits for its lock: a caller (or a ``__del__`` run by the
 garbage collector at any moment) that finds it taken allocates, or frees,
@@ -22,6 +23,8 @@ as numpy would.  A forked child starts with an empty pool.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
 import threading
@@ -44,28 +47,50 @@ _lock = threading.Lock()
 _free: list[np.ndarray] = []  # free blocks, the most recently freed last
 
 
-class Lease:
-    """The owner of a pooled result's memory: gives the block back to the
-    pool when the last array that uses it is gone."""
+class _LeaseMixin:
+    """What every lease type has (see :func:`lease_type`)."""
 
-    __slots__ = ("__array_interface__", "block")
-
-    def __init__(self, block: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
-                 strides: tuple[int, ...] | None) -> None:
-        self.block = block
-        self.__array_interface__ = {
-            "version": 3,
-            "shape": shape,
-            "typestr": dtype.str,
-            "strides": strides,
-            "data": (block.ctypes.data, False),
-        }
+    block: np.ndarray
 
     def __del__(self) -> None:
         try:
             _give_back(self.block)
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
+
+    def _refuse(self, *args: Any) -> Any:
+        raise TypeError("a softjit memory lease cannot be copied or pickled")
+
+    # A copy would give the block back a second time, while it is in use.
+    __copy__ = __deepcopy__ = __reduce__ = __reduce_ex__ = _refuse
+
+
+@functools.cache
+def lease_type(nbytes: int) -> type:
+    """The lease type for blocks of ``nbytes``: a ctypes byte array over the
+    block (an object with a writable buffer, so that numpy's arrays on it
+    behave as arrays on their own memory, their ``WRITEABLE`` flag
+    included) that gives the block back to the pool when the last array
+    that uses it is gone (:class:`Lease`)."""
+    return type("Lease", (_LeaseMixin, ctypes.c_char * nbytes), {})
+
+
+#: Every lease is an instance of this (a result's chain of ``base``
+#: objects ends at one).
+Lease = _LeaseMixin
+
+
+def _on_block(block: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
+              order: str) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` (C or Fortran ``order``) on the
+    block, owned by a new lease of it."""
+    lease = lease_type(block.nbytes).from_buffer(block)
+    lease.block = block
+    count = math.prod(shape)
+    flat = np.frombuffer(lease, dtype, count)
+    if order == "F":
+        return flat.reshape(shape[::-1]).T
+    return flat.reshape(shape)
 
 
 def _give_back(block: np.ndarray) -> None:
@@ -105,13 +130,9 @@ def empty(shape: tuple[int, ...], dtype: Any, order: str = "C") -> np.ndarray:
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < POOL_MIN_BYTES or dtype.hasobject:
+    if not POOL_MIN_BYTES <= nbytes <= POOL_MAX_BYTES or dtype.hasobject:
         return np.empty(shape, dtype, order=order)
-    strides = None
-    if order == "F":
-        strides = tuple(dtype.itemsize * math.prod(shape[:i]) for i in range(len(shape)))
-    block = _take(-(-nbytes // _GRAIN) * _GRAIN)
-    return np.asarray(Lease(block, shape, dtype, strides))
+    return _on_block(_take(-(-nbytes // _GRAIN) * _GRAIN), shape, dtype, order)
 
 
 def empty_like(a: np.ndarray, dtype: Any = None) -> np.ndarray:
@@ -136,8 +157,9 @@ def empty_like(a: np.ndarray, dtype: Any = None) -> np.ndarray:
 def release_memory() -> int:
     """Free the memory softjit keeps for later results.
 
-    Large results (``softmax``, ``log_softmax``) reuse the memory of
-    earlier results that are no longer referenced, which saves the
+    Large C- or Fortran-ordered results (of ``softmax``, ``log_softmax``,
+    the derivatives' VJP and JVP, the losses' gradients) reuse the memory
+    of earlier ones that are no longer referenced, which saves the
     operating system's zeroing of fresh pages on every call; up to 512 MiB
     of such free memory is kept.  This frees it.
 

@@ -150,3 +150,27 @@ def test_converted_inputs_gradients_and_losses_use_the_pool(small_pool, rng):
     loss, grad = softjit.cross_entropy_with_grad(x, rng.integers(0, 1024, 512))
     assert pooled(grad)
     assert np.isfinite(loss) and np.allclose(grad.sum(-1), 0.0, atol=1e-12)
+
+
+def test_pooled_results_behave_as_arrays_on_their_own_memory(small_pool, rng):
+    import copy
+    import pickle
+
+    y = softjit.softmax(rng.standard_normal((512, 1024)))
+    y.flags.writeable = False
+    y.flags.writeable = True  # (numpy refuses this for arrays on read-only owners)
+    y[0, 0] = 0.5
+    assert pickle.loads(pickle.dumps(y))[0, 0] == 0.5
+    lease = y
+    while not isinstance(lease, _memory.Lease):
+        lease = lease.base
+    for dup in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="cannot be copied"):
+            dup(lease)  # a copy would give the block back while y uses it
+
+
+def test_a_result_dropped_while_the_pool_is_busy_is_freed(small_pool, rng):
+    y = softjit.softmax(rng.standard_normal((512, 1024)))
+    with _memory._lock:  # as when the garbage collector runs inside the pool
+        del y  # no deadlock: freed as numpy frees, not kept
+    assert _memory.pooled_bytes() == 0
