@@ -17,7 +17,9 @@ arithmetic.
 
 The arithmetic is the row kernels' (:mod:`softjit._fastrows`): the same
 ``exp`` into a float64 scratch block, ``log1p`` of the sum of the terms
-below the maximum plus the count of the others, less one, the exact scalar
+below the maximum plus the count of the others, less one (summed apart
+here also for float32 rows longer than ``SHORT_ROW``, which the row
+kernels sum plainly when that is exact enough), the exact scalar
 kernels (:mod:`softjit._rows`) for rows with special values, float32
 logsumexp refined near 0.  Rows of at most ``SHORT_ROW`` elements are
 summed in the row kernels' order, so they give the row kernels' bits;

@@ -17,15 +17,20 @@ Per row, passes while the row is in cache:
 
 All arithmetic is float64: float32 rows use a shorter ``exp`` that is
 exact enough for float32 results (:mod:`softjit._simd`).  log_softmax and
-logsumexp sum the terms below the maximum separately from the count of
-entries equal to it, so that ``log1p`` of the exact remainder keeps the
-largest entry's tiny negative value; softmax sums every term.
+logsumexp need the sum of the terms below the maximum apart from the
+count of entries equal to it, so that ``log1p`` of the exact remainder
+keeps the largest entry's tiny negative value: float64 rows and float32
+rows of at most ``SHORT_ROW`` elements sum them apart; longer float32 rows
+sum every term and take ``sum - 1`` when that is large enough
+(:func:`exp_sum_below`; long rows: :func:`second_mode`).  softmax sums
+every term.
 
 A row whose maximum is not finite, or whose sum is NaN (a NaN entry), is
 recomputed by the exact scalar kernels of :mod:`softjit._rows`, which own
 the special-value rules.  Rows of at least ``LONG_ROW`` elements are
-processed in chunks split across threads (an online max and sum, then a
-second pass that recomputes ``exp``), so no scratch row leaves the cache.
+processed in chunks split across threads (an online max and sum, for a
+few float32 rows a second one, then a pass that recomputes ``exp``), so
+no scratch row leaves the cache.
 
 Rows that are not unit-stride are copied into a buffer first; ``out``
 may be ``x`` itself (in place) — the in-place loops take one array, so
@@ -169,7 +174,7 @@ def split_sum(x, m, e):
 def exp_sums(x, m, inv_t, e, exact=False):
     """Fill ``e`` with ``exp((x - m) * inv_t)``; return ``(sum of the terms of
     entries != m, count of entries == m)``.  ``exact``: the float64-exact
-    ``exp`` also for float32 rows (logsumexp of long rows)."""
+    ``exp`` also for float32 rows (logsumexp of long rows near 0)."""
     if exact and x.itemsize == 4:
         exact_exp_into(x, m, inv_t, e)
         return split_sum(x, m, e)
@@ -305,7 +310,7 @@ SPLIT_FREE_MIN = 2.0 ** -6
 
 
 @njit(**SERIAL)
-def exp_sum_below(x, m, inv_t, e, nxt):
+def exp_sum_below(x, m, inv_t, e, nxt, apart=True):
     """``(s, k, row_max(nxt))`` with ``s + k`` the sum of the terms
     ``exp((x - m) * inv_t)`` (filled into ``e``) and ``s + (k - 1)``
     accurate to the precision that ``log1p(s + (k - 1))`` (log_softmax and
@@ -313,10 +318,13 @@ def exp_sum_below(x, m, inv_t, e, nxt):
     of the others (:func:`exp_sum` with ``split``), or, for float32 rows
     longer than ``SHORT_ROW``, ``(sum - 1, 1)`` when that is at least
     ``SPLIT_FREE_MIN`` (one plain sum: the split's compare and count per
-    term cost ~0.3 ns of the ~1.1 ns).  A NaN entry makes ``s`` NaN."""
+    term cost ~0.3 ns of the ~1.1 ns), or when not ``apart`` (logsumexp,
+    whose float32 results near 0 are refined anyway, and elsewhere need
+    ``log1p(sum - 1)`` only to an absolute 1e-9).  A NaN entry makes ``s``
+    NaN."""
     if x.itemsize == 4 and x.shape[0] > SHORT_ROW:
         s, _, mn = exp_sum_block(x, m, inv_t, e, nxt, False)
-        if not s - 1.0 < SPLIT_FREE_MIN:  # (NaN too)
+        if not apart or not s - 1.0 < SPLIT_FREE_MIN:  # (NaN too)
             return s - 1.0, 1.0, mn
     return exp_sum(x, m, inv_t, e, nxt, True)
 
@@ -532,9 +540,10 @@ def rowwise(kind, x, out, t, inv_t, scratch):
 
 @njit(**SERIAL)
 def logsumexp_value(x, b, n, m, s, k):
-    """logsumexp of ``x[b:b + n]`` from its maximum ``m``, the sum ``s`` of
-    the terms below it and the count ``k`` of the others (float32 rows:
-    see :func:`logsumexp_refine`)."""
+    """logsumexp of ``x[b:b + n]`` from its maximum ``m`` and ``s + (k - 1)``
+    = the sum of the terms less 1 (``s`` the terms below the maximum and
+    ``k`` the count of the others, or see :func:`exp_sum_below`; float32
+    rows: see :func:`logsumexp_refine`)."""
     return logsumexp_refine(x, b, n, m, m + log1p_pos(s + (k - 1.0)))
 
 
@@ -560,7 +569,7 @@ def logsumexp_row_m(x, scratch, m, nxt):
     than ``LONG_ROW``, given ``m = row_max(x)`` (float32 precision as in
     :func:`logsumexp_value`)."""
     if -np.inf < m < np.inf:
-        s, k, mn = exp_sum_below(x, m, 1.0, scratch, nxt)
+        s, k, mn = exp_sum_below(x, m, 1.0, scratch, nxt, False)
         if s == s:
             return logsumexp_value(x, np.int64(0), x.shape[0], m, s, k), 1.0, mn
     res, sign = _rows.logsumexp_row(x, None)
@@ -928,11 +937,12 @@ def second_mode(kind, x, big, rest):
     logsumexp needs the sum below the maximum apart (``rest`` below
     ``SPLIT_FREE_MIN``, as in :func:`exp_sum_below`), or whose logsumexp
     lies in (-1, 1), where the float64-exact ``exp`` is needed (see
-    :func:`logsumexp_refine`)."""
+    :func:`logsumexp_refine`; elsewhere logsumexp needs ``log1p(rest)``
+    only to an absolute 1e-9)."""
     if x.itemsize != 4 or kind == 0 or rest != rest:
         return np.int64(0)
-    if kind == 2 and abs(big + log1p_pos(rest)) < 1.0:
-        return np.int64(2)
+    if kind == 2:
+        return np.int64(2) if abs(big + log1p_pos(rest)) < 1.0 else np.int64(0)
     return np.int64(1) if rest < SPLIT_FREE_MIN else np.int64(0)
 
 

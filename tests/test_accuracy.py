@@ -55,6 +55,9 @@ def rows(dtype, rng):
     for total in (2.0**-6 * 0.97, 2.0**-6 * 1.03, 1e-3, 1e-12):
         out.append(np.r_[0.0, np.log(total / 199) + 0.1 * rng.standard_normal(199)].astype(dtype))
     out.append(np.r_[5.0, 5.0, 5.0 - 30.0 * rng.random(198)].astype(dtype))
+    # a tiny sum below the maximum and a logsumexp far from 0 (float32:
+    # logsumexp from the plain sum, log_softmax's largest entry apart)
+    out.append(np.r_[3.0, 3.0 + np.log(1e-7 / 199) + 0.1 * rng.standard_normal(199)].astype(dtype))
     return out
 
 
@@ -135,6 +138,7 @@ def test_long_float32_rows_whose_largest_entries_need_care(rng):
         np.r_[0.0, np.log(2.0**-6 / (n - 1)) + 0.01 * rng.standard_normal(n - 1)],
         -np.log(n) + 0.1 * rng.standard_normal(n),  # logsumexp near 0
         rng.standard_normal(n),  # the plain sum suffices
+        np.r_[3.0, -27.0 + rng.standard_normal(n - 1)],  # logsumexp of the plain sum
     ]
     for row in rows:
         row = row.astype(np.float32)

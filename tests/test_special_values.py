@@ -86,3 +86,28 @@ def test_weighted_specials():
     assert np.isnan(softjit.logsumexp([0.0, 1.0], b=[1.0, -1.0]))
     val, sign = softjit.logsumexp([0.0, 1.0], b=[1.0, -1.0], return_sign=True)
     assert sign == -1.0 and val == pytest.approx(np.log(np.e - 1), rel=1e-15)
+
+
+@pytest.mark.parametrize("n", [100, 40_000], ids=["row", "long-row"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_table_in_long_rows(n, dtype):
+    """The table's rows padded with ``-inf`` (which changes no result) to
+    rows of 100 elements (float32: one plain sum of the terms, see
+    _fastrows.exp_sum_below) and of 40,000 (chunked long rows), alone and
+    in a batch of two (threads)."""
+    big = np.finfo(dtype).max
+    for row, sm, lsm, lse in TABLE:
+        k = len(row)
+        x = np.full(n, -inf, dtype)
+        x[:k] = [big if e == BIG else -big if e == -BIG else e for e in row]
+        nan_row = bool(np.isnan(sm).all())
+        want_sm = np.full(n, nan if nan_row else 0.0)
+        want_lsm = np.full(n, nan if nan_row else -inf)
+        want_sm[:k] = sm
+        want_lsm[:k] = [-big if e == -BIG else e for e in lsm]
+        want_lse = big if lse == BIG else -big if lse == -BIG else lse
+        for batch in (x, np.stack([x, x[::-1].copy()])):
+            first = (slice(None),) if batch.ndim == 1 else (0, slice(None))
+            np.testing.assert_allclose(softjit.softmax(batch)[first], want_sm, rtol=1e-6)
+            np.testing.assert_allclose(softjit.log_softmax(batch)[first], want_lsm, rtol=1e-6)
+            np.testing.assert_allclose(np.ravel(softjit.logsumexp(batch))[0], want_lse, rtol=1e-6)
