@@ -1,5 +1,5 @@
-"""The self-check of ``python -m softjit check``: every public function of
-softjit and every gufunc against the plain numpy reference of
+"""The self-check of ``python -m softjit check``: every public array
+function of softjit and every gufunc against the plain numpy reference of
 :mod:`softjit._reference`, computed in float64 on the same inputs.
 
 Each function runs on a few inputs (float32 and float64, short and long
