@@ -90,9 +90,9 @@ def build_parser() -> Parser:
                    description="Report versions, the CPU, numba's threading layer and "
                    "thread count, and numba's cache directory.")
     sub.add_parser("check", help="check every function against a numpy float64 reference",
-                   description="Compare every public array function of softjit and every gufunc "
-                   "with a plain numpy float64 reference; print PASS or FAIL per function "
-                   "and exit with status 1 if any fails.")
+                   description="Compare each public array function of softjit and each gufunc "
+                   "with a plain numpy float64 reference, print PASS or FAIL per function; "
+                   "exit status 1 if any fails.")
     bench = sub.add_parser("bench", help="time softjit against numpy and others",
                            epilog=BENCH_EPILOG,
                            description="Time softjit, numpy, scipy, torch and jax (those "
