@@ -486,13 +486,19 @@ def softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
     ``stream``: write ``out`` with streaming stores.  ``scratch``: from
     :func:`row_scratch` (float64 rows are summed by :func:`lane_sum`)."""
     if -np.inf < m < np.inf:
-        s, _, mn = exp_sum(x, m, inv_t, scratch, nxt, False)
+        # One block: float32 rows longer than SHORT_ROW are summed so by
+        # exp_sum too; shorter ones again in row_sums' order below; float64
+        # rows by lane_sum or seq_sum (this sum only shows a NaN).
+        s, _, mn = exp_sum_block(x, m, inv_t, scratch, nxt, False)
         if s == s:
             n = x.shape[0]
-            r = 1.0 / s
             if x.itemsize == 8:  # 1 / sum within about half an ulp (see lane_sum)
                 r = reciprocal2(*(seq_sum(scratch, n) if n <= SHORT_ROW
                                   else lane_sum(lane_scratch(scratch, n), n)))
+            else:
+                if n <= SHORT_ROW:
+                    s, _ = row_sums(x, scratch, m, False)
+                r = 1.0 / s
             if stream:
                 stream_scale_into(scratch, r, out)
             else:
