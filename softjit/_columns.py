@@ -176,9 +176,9 @@ def is_special(m, s):
 
 
 @njit(**SERIAL)
-def logsumexp_block(xt, res, sign, c0, w, m, k, acc, buf):
+def logsumexp_block(xt, res, sign, c0, w, m, acc, buf):
     """Row ``c0 + r``'s logsumexp into ``res[c0 + r]``, its sign into
-    ``sign[c0 + r]``, from the maxima ``m``, their counts ``k`` and
+    ``sign[c0 + r]``, from the maxima ``m`` and
     ``acc`` (see :func:`columns_block`)."""
     n = xt.shape[0]
     for r in range(w):
@@ -225,7 +225,7 @@ def columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1, e, acc, m, k, mf, b
         for r in range(w):
             acc[1, r] = log1p_pos(acc[0, r] + (k[r] - 1.0))
     if kind == 2:
-        logsumexp_block(xt, res, sign, c0, w, m, k, acc, buf)
+        logsumexp_block(xt, res, sign, c0, w, m, acc, buf)
         return
     # Rows with special values: the exact kernel's result waits in
     # park[:, r] (computed before any output is written: ``ot`` may be

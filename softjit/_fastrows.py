@@ -178,7 +178,7 @@ def exp_sums(x, m, inv_t, e, exact=False):
     if exact and x.itemsize == 4:
         exact_exp_into(x, m, inv_t, e)
         return split_sum(x, m, e)
-    s, k, _ = exp_sum(x, m, inv_t, e, x, True)
+    s, k, _ = exp_sum(x, m, inv_t, e, x)
     return s, np.int64(k)
 
 
@@ -274,8 +274,9 @@ def exact_split_sum(x, m):
 
 
 @njit(**SERIAL)
-def exp_sum(x, m, inv_t, e, nxt, split):
-    """:func:`exp_sum_block` over a row: float32 rows in one block (their
+def exp_sum(x, m, inv_t, e, nxt):
+    """:func:`exp_sum_block` with ``split`` (the terms below the maximum and
+    the count of the others) over a row: float32 rows in one block (their
     float64 sums need no compensation: the error, ~n/16 * 1e-16, is far
     below float32's resolution), float64 rows in blocks of ``SUM_BLOCK``
     joined by a compensated sum.  Rows of at most ``SHORT_ROW`` elements
@@ -283,18 +284,18 @@ def exp_sum(x, m, inv_t, e, nxt, split):
     them, so that every path gives the same bits."""
     n = x.shape[0]
     if n <= SHORT_ROW:  # summed in order, as the short-row blocks sum
-        _, _, mn = exp_sum_block(x, m, inv_t, e, nxt, split)
-        s, k = row_sums(x, e, m, split)
+        _, _, mn = exp_sum_block(x, m, inv_t, e, nxt, True)
+        s, k = row_sums(x, e, m, True)
         return s, k, mn
     if x.itemsize == 4:
-        return exp_sum_block(x, m, inv_t, e, nxt, split)
+        return exp_sum_block(x, m, inv_t, e, nxt, True)
     s = 0.0
     c = 0.0
     k = 0.0
     mn = -np.inf
     for b in range(0, n, SUM_BLOCK):
         hi = min(b + SUM_BLOCK, n)
-        v, kb, mb = exp_sum_block(x[b:hi], m, inv_t, e[b:hi], nxt[b:hi], split)
+        v, kb, mb = exp_sum_block(x[b:hi], m, inv_t, e[b:hi], nxt[b:hi], True)
         s, c = neumaier_add(s, c, v)
         k += kb
         mn = max_no_nan(mn, mb)
@@ -326,7 +327,7 @@ def exp_sum_below(x, m, inv_t, e, nxt, apart=True):
         s, _, mn = exp_sum_block(x, m, inv_t, e, nxt, False)
         if not apart or not s - 1.0 < SPLIT_FREE_MIN:  # (NaN too)
             return s - 1.0, 1.0, mn
-    return exp_sum(x, m, inv_t, e, nxt, True)
+    return exp_sum(x, m, inv_t, e, nxt)
 
 
 #: Running sums of :func:`lane_sum`; the kernels' float64 scratch rows

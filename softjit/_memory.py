@@ -47,8 +47,10 @@ _lock = threading.Lock()
 _free: list[np.ndarray] = []  # free blocks, the most recently freed last
 
 
-class _LeaseMixin:
-    """What every lease type has (see :func:`lease_type`)."""
+class Lease:
+    """What every lease type has (see :func:`lease_type`): every lease is an
+    instance of this, and a pooled result's chain of ``base`` objects ends
+    at one."""
 
     block: np.ndarray
 
@@ -71,13 +73,8 @@ def lease_type(nbytes: int) -> type:
     block (an object with a writable buffer, so that numpy's arrays on it
     behave as arrays on their own memory, their ``WRITEABLE`` flag
     included) that gives the block back to the pool when the last array
-    that uses it is gone (:class:`Lease`)."""
-    return type("Lease", (_LeaseMixin, ctypes.c_char * nbytes), {})
-
-
-#: Every lease is an instance of this (a result's chain of ``base``
-#: objects ends at one).
-Lease = _LeaseMixin
+    that uses it is gone."""
+    return type("Lease", (Lease, ctypes.c_char * nbytes), {})
 
 
 def _on_block(block: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
