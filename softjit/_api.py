@@ -15,7 +15,15 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _complex, _fastrows, _memory
-from ._dispatch import rows_shape, run_logsumexp, run_rowwise, same_layout
+from ._dispatch import (
+    no_out,
+    none,
+    rows_shape,
+    run_logsumexp,
+    run_rows,
+    run_rowwise,
+    same_layout,
+)
 from ._normalize import (
     as_array,
     as_mask,
@@ -25,7 +33,7 @@ from ._normalize import (
     normalize_axis,
     result_dtype,
 )
-from ._options import LONG_ROW, PARALLEL_MIN_ELEMENTS, SHORT_ROW
+from ._options import PARALLEL_MIN_ELEMENTS
 
 AxisLike = int | tuple[int, ...] | None
 
@@ -36,44 +44,63 @@ def _is_dask_array(x: Any) -> bool:
     return da is not None and isinstance(x, da.Array)
 
 
-_SMALL_KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_ndarray = np.ndarray
 
 
-def _small_last_axis(kind: str, x: Any) -> Any:
-    """The common call on a small array, with the least Python overhead.
-
-    A C-contiguous native float32/float64 ndarray of 1 to
-    ``PARALLEL_MIN_ELEMENTS`` elements, with rows shorter than
-    ``LONG_ROW``, reduced along its last axis with default options, goes
-    straight to a serial compiled driver (what the general path would run
-    too).  Returns None for anything else.
+def _last_axis(kind: int, x: Any) -> Any:
+    """The common call, with the least Python overhead: softmax (kind 0),
+    log_softmax (1) or logsumexp (2) along the last axis with default
+    options of a writable, aligned, C-contiguous native float32/float64
+    ndarray of at least one dimension and one element.  Small arrays
+    (fewer than ``PARALLEL_MIN_ELEMENTS`` elements, so rows shorter than
+    ``LONG_ROW``) go to one compiled call that runs the serial driver;
+    larger ones straight to the drivers (the same ones, and bits, as the
+    general path).  Returns None for anything else.  (Read-only arrays
+    take the general path: numba would compile the small entry point a
+    second time for them.)
     """
-    if type(x) is not np.ndarray:
+    if type(x) is not _ndarray:
         return None
     dt = x.dtype
-    if dt is not _F64 and dt is not _F32:  # builtin native dtypes are singletons
+    # (builtin native dtypes are singletons; flags.carray: C-contiguous,
+    # aligned and writable)
+    if (dt is not _F64 and dt is not _F32) or not x.flags.carray:
         return None
-    ndim = x.ndim
-    flags = x.flags
-    if not (0 < x.size < PARALLEL_MIN_ELEMENTS and ndim and flags.c_contiguous):
+    size = x.size
+    shape = x.shape
+    if not (size and shape):
         return None
-    n = x.shape[-1]
-    if n >= LONG_ROW:
-        return None
-    if not flags.writeable:
-        # numba compiles read-only arrays apart: a copy of a small array
-        # costs less than compiling every kernel a second time
-        x = x.copy()
-    x2 = x if ndim <= 2 else x.reshape(-1, n)
-    short = n <= SHORT_ROW
-    if kind == "logsumexp":
-        res = _fastrows.small_logsumexp_short(x2) if short else _fastrows.small_logsumexp(x2)
-        return res[0] if ndim == 1 else res.reshape(x.shape[:-1])
-    k = _SMALL_KIND[kind]
-    res = _fastrows.small_short(k, x2) if short else _fastrows.small_rows(k, x2)
-    return res if ndim <= 2 else res.reshape(x.shape)
+    n = shape[-1]
+    if size >= PARALLEL_MIN_ELEMENTS:
+        return _large_last_axis(kind, x, dt, shape, size // n, n)
+    if kind == 2:
+        res = np.empty(size // n, dt)
+        _fastrows.small_logsumexp_into(x if len(shape) <= 2 else x.reshape(-1, n), res,
+                                       no_out(dt))
+        return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
+    out = np.empty(shape, dt)
+    if len(shape) <= 2:
+        _fastrows.small_rows_into(kind, x, out)
+    else:
+        _fastrows.small_rows_into(kind, x.reshape(-1, n), out.reshape(-1, n))
+    return out
+
+
+def _large_last_axis(kind: int, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
+                     rows: int, n: int) -> Any:
+    """:func:`_last_axis` for arrays of at least ``PARALLEL_MIN_ELEMENTS``."""
+    x2 = x.reshape(rows, n)
+    x2.flags.writeable = False  # (a view: as the kernels always see their input)
+    if kind == 2:
+        res = np.empty(rows, dt)
+        run_rows(2, x2, no_out(dt), res, np.empty(rows, dt), 1.0, True)
+        return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
+    out = _memory.empty(shape, dt) if x.nbytes >= _memory.POOL_MIN_BYTES else np.empty(shape, dt)
+    unused = none(dt)
+    run_rows(kind, x2, out.reshape(rows, n), unused, unused, 1.0, True)
+    return out
 
 
 def _as_rows_input(x: ArrayLike, axis: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
@@ -237,7 +264,7 @@ def softmax(
     """
     if (type(axis) is int and axis == -1 and where is out is dtype is None
             and type(temperature) is float and temperature == 1.0):
-        res = _small_last_axis("softmax", x)
+        res = _last_axis(0, x)
         if res is not None:
             return res
     return _softmax_family("softmax", x, axis, temperature, where, out, dtype)
@@ -306,7 +333,7 @@ def log_softmax(
     """
     if (type(axis) is int and axis == -1 and where is out is dtype is None
             and type(temperature) is float and temperature == 1.0):
-        res = _small_last_axis("log_softmax", x)
+        res = _last_axis(1, x)
         if res is not None:
             return res
     return _softmax_family("log_softmax", x, axis, temperature, where, out, dtype)
@@ -375,7 +402,7 @@ def logsumexp(
     """
     if (type(axis) is int and axis == -1 and b is where is out is dtype is None
             and not keepdims and not return_sign):
-        res = _small_last_axis("logsumexp", x)
+        res = _last_axis(2, x)
         if res is not None:
             return res
     if _is_dask_array(x) or _is_dask_array(b):

@@ -143,7 +143,7 @@ _KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
 _NONE = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0)}
 
 
-def _none(dtype: np.dtype) -> np.ndarray:
+def none(dtype: np.dtype) -> np.ndarray:
     """An empty array for the unused arguments of a driver: of the kernel
     dtype, so that every call compiles to the same signature."""
     return _NONE[dtype]
@@ -154,10 +154,15 @@ _NO_OUT = {dt: np.empty((1, 0), dt) for dt in _NONE}
 _NO_OUT3 = {dt: np.empty((1, 0, 0), dt) for dt in _NONE}
 
 
-def _no_out(dtype: np.dtype) -> np.ndarray:
+def no_out(dtype: np.dtype) -> np.ndarray:
     """The unused ``out`` of logsumexp for a driver (one row, never written;
     writable even when ``x`` is read-only)."""
     return _NO_OUT[dtype]
+
+
+#: Row blocks per thread of the parallel drivers (load balance); of the
+#: largest thread count, so that no call asks numba for the current one.
+_BLOCKS = 4 * numba.config.NUMBA_NUM_THREADS
 
 
 def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
@@ -168,7 +173,7 @@ def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
             if long:
                 drivers.long_parallel(*args)
             elif drivers.takes_blocks:
-                drivers.parallel(*args, min(rows, 4 * numba.get_num_threads()))
+                drivers.parallel(*args, min(rows, _BLOCKS))
             else:
                 drivers.parallel(*args)
         finally:
@@ -179,8 +184,18 @@ def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
         drivers.serial(*args)
 
 
-def _short(n: int, *arrays: np.ndarray) -> bool:
-    return n <= SHORT_ROW and all(a.flags.c_contiguous for a in arrays)
+def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign: np.ndarray,
+             temperature: float = 1.0, contiguous: bool = False) -> None:
+    """The row kernels without a mask: softmax (kind 0) or log_softmax (1)
+    of the rows of the read-only 2-D ``x2`` into ``out2`` (of its shape),
+    or logsumexp (2) into the 1-D ``res`` and ``sign`` (``out2`` then
+    ``no_out(dtype)``, ``res`` and ``sign`` else ``none(dtype)``).
+    ``contiguous``: the caller knows both arrays to be C-contiguous."""
+    rows, n = x2.shape
+    if n <= SHORT_ROW and (contiguous or (x2.flags.c_contiguous and out2.flags.c_contiguous)):
+        _run(_SHORT, rows, n, kind, x2, out2, res, sign, temperature)
+    else:
+        _run(_FAST, rows, n, kind, x2, out2, res, sign, temperature)
 
 
 def across_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray | None:
@@ -203,17 +218,6 @@ def across_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np
         return None
     view = reshaped_view(arr, (rows // b, n, b))
     return view if view is not None and view.strides[2] == view.itemsize else None
-
-
-def _run_short(kind: str, rows: int, n: int, x2: np.ndarray, out2: np.ndarray | None,
-               res: np.ndarray | None = None, sign: np.ndarray | None = None,
-               temperature: float = 1.0) -> None:
-    """The short-row kernels (C-contiguous ``x2``/``out2``, ``n <= SHORT_ROW``)."""
-    if out2 is None:
-        out2 = np.empty((0, 0), x2.dtype)
-    if res is None:
-        res = sign = _none(x2.dtype)
-    _run(_SHORT, rows, n, _KIND[kind], x2, out2, res, sign, temperature)
 
 
 #: Arrays with no 2-D view are processed slab by slab along their first axis
@@ -255,8 +259,8 @@ def run_rowwise(
     x3 = None if mask is not None else across_view(x, axes, rows, n)
     o3 = None if x3 is None else x3 if out is x else across_view(out, axes, rows, n)
     if o3 is not None and o3.shape == x3.shape:  # (out may split into other slabs)
-        none = _none(x.dtype)
-        _run(_COLUMNS, rows, n, _KIND[kind], read_only(x3), o3, none, none, temperature)
+        unused = none(x.dtype)
+        _run(_COLUMNS, rows, n, _KIND[kind], read_only(x3), o3, unused, unused, temperature)
         return
     if _by_slabs(axes, rows, n, x, out, mask):
         for i in range(x.shape[0]):
@@ -279,11 +283,9 @@ def run_rowwise(
         if staged:
             o2 = np.empty((rows, n), out.dtype)
     x2 = read_only(x2)
-    if m2 is None and _short(n, x2, o2):
-        _run_short(kind, rows, n, x2, o2, temperature=temperature)
-    elif m2 is None:
-        none = _none(x2.dtype)
-        _run(_FAST, rows, n, _KIND[kind], x2, o2, none, none, temperature)
+    if m2 is None:
+        unused = none(x2.dtype)
+        run_rows(_KIND[kind], x2, o2, unused, unused, temperature)
     else:
         _run(_MASKED[kind], rows, n, x2, o2, temperature, m2)
     if staged:
@@ -323,9 +325,7 @@ def run_logsumexp(
     x2 = rows_input(x, axes, rows, n)
     b2 = None if b is None else rows_input(b, axes, rows, n)
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
-    if b2 is None and m2 is None and _short(n, x2):
-        _run_short("logsumexp", rows, n, x2, None, res, sign)
-    elif b2 is None and m2 is None:
-        _run(_FAST, rows, n, 2, x2, _no_out(x2.dtype), res, sign, 1.0)
+    if b2 is None and m2 is None:
+        run_rows(2, x2, no_out(x2.dtype), res, sign)
     else:
         _run(_MASKED["logsumexp"], rows, n, x2, b2, res, sign, m2)

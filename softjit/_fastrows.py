@@ -67,7 +67,6 @@ from ._simd import (
     max_no_nan,
     read_only_view,
     reciprocal2,
-    row_view,
     span_view,
     store_fence,
     stream_scaled,
@@ -650,11 +649,11 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
     pipelined = x.strides[1] == x.itemsize
     unit_out = out.strides[1] == out.itemsize
     stream = kind != 2 and unit_out and streams(x, out)
-    xr = row_view(x, lo) if pipelined else unit_row(x[lo], xbuf)
+    xr = line_view(x, lo, 0, n) if pipelined else unit_row(x[lo], xbuf)
     m = row_max(xr)
     for r in range(lo, hi):
-        if pipelined:  # views of rows: no copy, the fewest reference counts
-            nxt = row_view(x, min(r + 1, hi - 1))
+        if pipelined:  # borrowed views of rows: no copy, no reference counts
+            nxt = line_view(x, min(r + 1, hi - 1), 0, n)
         else:
             if r > lo:
                 xr = unit_row(x[r], xbuf)
@@ -663,7 +662,7 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
         if kind == 2:
             res[r], sign[r], m = logsumexp_row_m(xr, scratch, m, nxt)
         else:
-            o = row_view(out, r) if unit_out else obuf
+            o = line_view(out, r, 0, n) if unit_out else obuf
             if kind == 0:
                 m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
             else:
@@ -829,70 +828,49 @@ def short_rows_parallel(kind, x, out, res, sign, t, nblocks):
 # ------------------------------------------------------------ small calls
 
 
-# One entry per row-length class, so that a first call compiles only the
-# kernels its rows need.  Rows give the same bits through every driver.
-
-
 @njit(**SERIAL)
-def small_short(kind, x):
+def small_rows_into(kind, x, out):
     """softmax (kind 0) or log_softmax (1) along the last axis of a small
-    C-contiguous 1-D or 2-D array with rows of at most ``SHORT_ROW``
-    elements, into a new array allocated here: one compiled call, the
-    least overhead for the common small case."""
+    C-contiguous 1-D or 2-D array ``x`` (rows shorter than ``LONG_ROW``)
+    into ``out``, an array of its shape and dtype: one compiled call, the
+    least overhead for the common small case (the serial driver the
+    general path would run; the same bits)."""
     n = x.shape[-1]
-    out = np.empty_like(x)
-    if x.size == n:  # one row: the row kernels, without a block to transpose
-        xr = x.reshape(n)
+    rows = x.size // n
+    if rows == 1:  # the row kernels, without a block or a driver
+        xr = x.reshape(n)  # (typed as the drivers' row views: one compilation)
+        m = row_max(xr)
         if kind == 0:
-            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), row_max(xr), xr,
-                          streams(x, out))
+            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
         else:
-            log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, np.empty(n), row_max(xr), xr,
-                              streams(x, out))
-        return out
-    none = np.empty(0, x.dtype)
-    # read-only, as the kernels always see their input (one compilation)
-    short_rows_serial(kind, read_only_view(x.reshape((x.size // n, n))),
-                      out.reshape((x.size // n, n)), none, none, 1.0)
-    return out
+            log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
+        return
+    x2 = read_only_view(x.reshape((rows, n)))  # as the kernels always see their input
+    none = out.reshape(out.size)[:0]  # the drivers' unused arguments (a view: no allocation)
+    if n <= SHORT_ROW:
+        short_rows_serial(kind, x2, out.reshape((rows, n)), none, none, 1.0)
+    else:
+        rows_serial(kind, x2, out.reshape((rows, n)), none, none, 1.0)
 
 
 @njit(**SERIAL)
-def small_rows(kind, x):
-    """:func:`small_short` for rows of ``SHORT_ROW + 1`` to ``LONG_ROW - 1``
-    elements."""
+def small_logsumexp_into(x, res, no_out):
+    """logsumexp along the last axis, as :func:`small_rows_into`, into the
+    1-D ``res`` (one entry per row); ``no_out`` is the drivers' unused
+    ``out`` (an empty 2-D array of ``x``'s dtype)."""
     n = x.shape[-1]
-    out = np.empty_like(x)
-    none = np.empty(0, x.dtype)
-    rows_serial(kind, read_only_view(x.reshape((x.size // n, n))), out.reshape((x.size // n, n)),
-                none, none, 1.0)
-    return out
-
-
-@njit(**SERIAL)
-def small_logsumexp_short(x):
-    """logsumexp along the last axis, as :func:`small_short`: a 1-D result,
-    one entry per row."""
-    n = x.shape[-1]
-    res = np.empty(x.size // n, x.dtype)
-    if x.size == n:  # one row
-        xr = x.reshape(n)
-        res[0], _, _ = logsumexp_row_m(xr, np.empty(n), row_max(xr), xr)
-        return res
+    rows = x.size // n
+    if rows == 1:
+        xr = x.reshape(n)  # (typed as the drivers' row views)
+        res[0], _, _ = logsumexp_row_m(xr, row_scratch(n), row_max(xr), xr)
+        return
+    x2 = read_only_view(x.reshape((rows, n)))
+    sign = np.empty_like(res)
     # np.int64: a literal kind would compile a second set of kernels
-    short_rows_serial(np.int64(2), read_only_view(x.reshape((x.size // n, n))),
-                      np.empty((0, 0), x.dtype), res, np.empty_like(res), 1.0)
-    return res
-
-
-@njit(**SERIAL)
-def small_logsumexp(x):
-    """logsumexp along the last axis, as :func:`small_rows`."""
-    n = x.shape[-1]
-    res = np.empty(x.size // n, x.dtype)
-    rows_serial(np.int64(2), read_only_view(x.reshape((x.size // n, n))),
-                np.empty((1, 0), x.dtype), res, np.empty_like(res), 1.0)
-    return res
+    if n <= SHORT_ROW:
+        short_rows_serial(np.int64(2), x2, no_out, res, sign, 1.0)
+    else:
+        rows_serial(np.int64(2), x2, no_out, res, sign, 1.0)
 
 
 # -------------------------------------------------------------- long rows

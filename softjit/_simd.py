@@ -128,36 +128,6 @@ def read_only_view(typingctx, arr):
     return arr.copy(readonly=True)(arr), _same_array
 
 
-@intrinsic
-def row_view(typingctx, arr, r):
-    """Row ``r`` of the 2-D ``arr`` as a 1-D array typed C-contiguous (a
-    view: one reference count, where ``unit_stride_view(arr[r])`` takes
-    two).  The caller guarantees unit stride along the rows
-    (``arr.strides[1] == arr.itemsize``) and ``0 <= r < arr.shape[0]``."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 2 and isinstance(r, types.Integer)):
-        return None
-    ret = arr.copy(ndim=1, layout="C", readonly=False)
-
-    def codegen(context, builder, sig, args):
-        src = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        dst = cgutils.create_struct_proxy(sig.return_type)(context, builder)
-        shape = cgutils.unpack_tuple(builder, src.shape, 2)
-        strides = cgutils.unpack_tuple(builder, src.strides, 2)
-        row = context.cast(builder, args[1], sig.args[1], types.intp)
-        dst.meminfo = src.meminfo
-        dst.parent = src.parent
-        dst.nitems = shape[1]
-        dst.itemsize = src.itemsize
-        dst.data = cgutils.pointer_add(builder, src.data, builder.mul(row, strides[0]))
-        dst.shape = cgutils.pack_array(builder, [shape[1]])
-        dst.strides = cgutils.pack_array(builder, [strides[1]])
-        value = dst._getvalue()
-        context.nrt.incref(builder, sig.return_type, value)
-        return value
-
-    return ret(arr, r), codegen
-
-
 def _borrowed(context: Any, builder: Any, typ: Any, src: Any, offset: Any, n: Any) -> Any:
     """A borrowed unit-stride 1-D array of type ``typ``: ``n`` elements of
     the array ``src`` from ``offset`` bytes on, with no reference (null

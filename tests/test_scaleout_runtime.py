@@ -52,7 +52,7 @@ faulthandler.dump_traceback_later(float(os.environ["CHILD_HANG_DUMP"]), exit=Tru
 N_THREADS, N_CALLS = 8, 100
 
 rng = np.random.default_rng(7)
-# Mixed sizes: tiny, short rows, square, long rows; >= 65536 elements run the
+# Mixed sizes: tiny, short rows, square, long rows; >= 16384 elements run the
 # parallel driver when no other thread holds it.
 INPUTS = [rng.standard_normal(s) * 6.0 for s in [(14,), (500, 10), (256, 300), (2, 40000)]]
 CALLS = [
