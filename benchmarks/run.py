@@ -8,7 +8,7 @@ a table of times and ratios.  Run from the repository root:
                              [--json FILE] [--plot FILE.png]
                              [--only softjit,torch] [--filter TEXT] [--repeats N]
 
-``python -m softjit bench`` runs the same engine (softjit._bench) with the
+``python -m softjit bench`` runs the same engine (softjit.cli.bench) with the
 same options, with a progress bar instead of the rows printed as they
 finish.  Ratios ``softjit/copy`` (softjit time over copy time) and
 ``NAME/softjit`` (other implementation over softjit: above 1 means softjit
@@ -22,32 +22,32 @@ import argparse
 import sys
 from typing import Any
 
-from softjit import _bench
+from softjit.cli import bench
 
 
-class PrintRows(_bench.Progress):
+class PrintRows(bench.Progress):
     """Print the environment first, then each case's row as it finishes."""
 
     def begin(self, environment: dict[str, Any], cases: Any) -> None:
-        print("\n".join(_bench.describe(environment)), flush=True)
+        print("\n".join(bench.describe(environment)), flush=True)
 
     def finish(self, index: int, record: dict[str, Any]) -> None:
-        row = _bench.BenchResult({}, [record]).table().splitlines()[-1]
+        row = bench.BenchResult({}, [record]).table().splitlines()[-1]
         print(row, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    _bench.add_arguments(parser)
+    bench.add_arguments(parser)
     args = parser.parse_args(argv)
-    problem = _bench.argument_problem(args)
+    problem = bench.argument_problem(args)
     if problem:
         parser.error(problem)
-    result = _bench.run(_bench.selected(args), _bench.only_names(args), args.repeats,
+    result = bench.run(bench.selected(args), bench.only_names(args), args.repeats,
                         PrintRows())
     print()
     print(result.table())
-    _bench.save_outputs(result, args)
+    bench.save_outputs(result, args)
     return 0
 
 

@@ -8,16 +8,13 @@ Layers
 ``softjit.softmax``, ``softjit.log_softmax``, ``softjit.logsumexp``
     The public functions: any axis or axes, temperature, masks, ``out=``,
     dtype rules.  They run numba row kernels, multi-threaded for large
-    arrays (:mod:`softjit._rows`, :mod:`softjit._dispatch`).
+    arrays (:mod:`softjit._core`, :mod:`softjit._run`, :mod:`softjit.kernels`).
 ``softjit.softmax_vjp``, ``softmax_jvp``, ``log_softmax_vjp``, ``softmax_jacobian``
     Derivatives of softmax and log_softmax from their outputs
-    (:mod:`softjit._derivatives`).
+    (:mod:`softjit.derivatives`).
 ``softjit.cross_entropy``, ``margin_ranking_loss``, ``multi_margin_loss``
     Losses on logits, each with a fused ``..._with_grad`` form
-    (:mod:`softjit._losses`).
-``softjit.release_memory``
-    Frees the memory kept from dropped large results for later ones
-    (:mod:`softjit._memory`).
+    (:mod:`softjit.losses`).
 :mod:`softjit.gufuncs`
     numba generalized ufuncs with core signatures ``(n)->(n)`` and
     ``(n)->()`` that broadcast over leading dimensions and accept numpy's
@@ -25,10 +22,9 @@ Layers
     ``xarray.apply_ufunc``.
 """
 
-from . import _buildlock, _fastrows, _grad_rows, _rows, _simd
-from ._api import log_softmax, logsumexp, softmax
-from ._derivatives import log_softmax_vjp, softmax_jacobian, softmax_jvp, softmax_vjp
-from ._losses import (
+from ._core import log_softmax, logsumexp, softmax
+from .derivatives import log_softmax_vjp, softmax_jacobian, softmax_jvp, softmax_vjp
+from .losses import (
     cross_entropy,
     cross_entropy_with_grad,
     margin_ranking_loss,
@@ -36,10 +32,6 @@ from ._losses import (
     multi_margin_loss,
     multi_margin_loss_with_grad,
 )
-from ._memory import release_memory
-
-# One process at a time writes a kernel to numba's on-disk cache.
-_buildlock.guard_cache_saves(_simd, _rows, _fastrows, _grad_rows)
 
 __version__ = "0.1.0"
 
@@ -54,7 +46,6 @@ __all__ = [
     "margin_ranking_loss_with_grad",
     "multi_margin_loss",
     "multi_margin_loss_with_grad",
-    "release_memory",
     "softmax",
     "softmax_jacobian",
     "softmax_jvp",

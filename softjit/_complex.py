@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels.kinds import Kind
+
 
 def _valid(shape: tuple[int, ...], mask: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
     valid = np.ones(shape, dtype=bool) if mask is None else np.array(mask, dtype=bool)
@@ -27,7 +29,7 @@ def _shift(z: np.ndarray, valid: np.ndarray, axes: tuple[int, ...]) -> np.ndarra
 
 
 def softmax_like(
-    kind: str,
+    kind: Kind,
     x: np.ndarray,
     axes: tuple[int, ...],
     temperature: float,
@@ -41,7 +43,7 @@ def softmax_like(
         zs = z - _shift(z, valid, axes)
         e = np.where(valid, np.exp(zs), 0)
         s = np.sum(e, axis=axes, keepdims=True)
-        if kind == "softmax":
+        if kind is Kind.SOFTMAX:
             res = np.where(valid, e / s, 0)
         else:
             res = np.where(valid, zs - np.log(s), -np.inf)

@@ -15,9 +15,6 @@ change of policy (caching, floating-point flags, error model) is made once.
 
 from __future__ import annotations
 
-import os
-import threading
-
 from numba import njit
 
 #: LLVM fast-math flags that are safe for softjit's kernels (see module doc).
@@ -109,7 +106,7 @@ SHORT_ROW = 64
 SHORT_BLOCK_ROWS = 128
 LONG_ROW_CHUNK = 1 << 13
 
-#: Rows that lie across memory (softjit._columns) are processed in blocks
+#: Rows that lie across memory (softjit.kernels.columns) are processed in blocks
 #: of at most this many rows ...
 COLUMN_WIDTH = 32
 #: ... and softmax blocks keep their float64 terms, rows of ``n`` elements
@@ -119,37 +116,3 @@ COLUMN_SCRATCH = 1 << 20
 #: Results of at least this many bytes (larger than the caches) are
 #: written with streaming stores (softmax and log_softmax, not in place).
 STREAM_MIN_BYTES = 1 << 24
-
-#: Held while a parallel driver runs.  numba's ``workqueue`` threading layer
-#: aborts the process when two Python threads enter parallel code at once;
-#: a caller that finds the lock taken runs the serial driver instead, which
-#: is both safe under every threading layer and avoids oversubscribing the
-#: cores when many threads (e.g. dask's threaded scheduler) call softjit.
-PARALLEL_LOCK = threading.Lock()
-
-
-_forked_after_parallel = False
-
-
-def parallel_allowed() -> bool:
-    """False in a process forked after its parent started numba's thread
-    pool on a layer that is not fork-safe (GNU OpenMP kills such a child
-    when it enters a parallel region; ``workqueue`` is not fork-safe
-    either).  Such a child runs the serial kernels."""
-    return not _forked_after_parallel
-
-
-def _after_fork_in_child() -> None:
-    global _forked_after_parallel
-    import numba
-
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no thread pool was started before the fork
-        return
-    if layer != "tbb":
-        _forked_after_parallel = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

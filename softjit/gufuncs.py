@@ -34,7 +34,7 @@ smoothing, ``ignore_index``, reductions and probability targets are in
 
 Each gufunc is built on first access (``softjit.gufuncs.softmax``), not
 when the module is imported, and its machine code is cached on disk
-(one process at a time builds a gufunc: see ``softjit._buildlock``).
+(one process at a time builds a gufunc: see :mod:`softjit.kernels._cache`).
 
 Examples
 --------
@@ -61,10 +61,13 @@ from typing import Any
 import numpy as np
 from numba import guvectorize
 
-from . import _fastrows, _grad_rows
-from ._buildlock import build_lock
 from ._options import GUFUNC
-from ._simd import fp_flags_restore, fp_flags_save
+from .kernels import gradients as grad_kernels
+from .kernels import rows as row_kernels
+from .kernels import steps
+from .kernels._cache import build_lock
+from .kernels._llvm import fp_flags_restore, fp_flags_save
+from .kernels.kinds import Kind
 
 # Built on first access by the module-level __getattr__ below.
 __all__ = [  # noqa: F822
@@ -94,61 +97,61 @@ _ROW_TYPES = ["void(float32[:], float32[:])", "void(float64[:], float64[:])"]
 
 def _softmax_core(x, out):
     flags = fp_flags_save()
-    o = _fastrows.as_unit(out)
-    _fastrows.rowwise(np.int64(0), _fastrows.as_unit(x), o, 1.0, 1.0,
-                       _fastrows.row_scratch(x.shape[0]))
-    _fastrows.write_back(out, o)
+    o = steps.as_unit(out)
+    row_kernels.rowwise(np.int64(Kind.SOFTMAX), steps.as_unit(x), o, 1.0, 1.0,
+                       steps.row_scratch(x.shape[0]))
+    steps.write_back(out, o)
     fp_flags_restore(flags)
 
 
 def _log_softmax_core(x, out):
     flags = fp_flags_save()
-    o = _fastrows.as_unit(out)
-    _fastrows.rowwise(np.int64(1), _fastrows.as_unit(x), o, 1.0, 1.0,
-                       _fastrows.row_scratch(x.shape[0]))
-    _fastrows.write_back(out, o)
+    o = steps.as_unit(out)
+    row_kernels.rowwise(np.int64(Kind.LOG_SOFTMAX), steps.as_unit(x), o, 1.0, 1.0,
+                       steps.row_scratch(x.shape[0]))
+    steps.write_back(out, o)
     fp_flags_restore(flags)
 
 
 def _logsumexp_core(x, out):
     flags = fp_flags_save()
-    out[0], _ = _fastrows.logsumexp_row(_fastrows.as_unit(x), np.empty(x.shape[0]))
+    out[0], _ = row_kernels.logsumexp_row(steps.as_unit(x), np.empty(x.shape[0]))
     fp_flags_restore(flags)
 
 
-# Derivatives and losses (softjit._grad_rows): plain row kernels.
+# Derivatives and losses (softjit.kernels.gradients): plain row kernels.
 
 
 def _softmax_vjp_core(y, g, out):
-    _grad_rows.softmax_vjp_row(y, g, out, None)
+    grad_kernels.softmax_vjp_row(y, g, out, None)
 
 
 def _log_softmax_vjp_core(logp, g, out):
-    _grad_rows.log_softmax_vjp_row(logp, g, out, None)
+    grad_kernels.log_softmax_vjp_row(logp, g, out, None)
 
 
 def _softmax_jacobian_core(y, out):
-    _grad_rows.softmax_jacobian_row(y, out)
+    grad_kernels.softmax_jacobian_row(y, out)
 
 
 def _cross_entropy_core(x, label, out):
     flags = fp_flags_save()
-    out[0] = _grad_rows.cross_entropy_label_row(x, label, None)
+    out[0] = grad_kernels.cross_entropy_label_row(x, label, None)
     fp_flags_restore(flags)
 
 
 def _cross_entropy_with_grad_core(x, label, loss, grad):
     flags = fp_flags_save()
-    loss[0] = _grad_rows.cross_entropy_label_row(x, label, grad)
+    loss[0] = grad_kernels.cross_entropy_label_row(x, label, grad)
     fp_flags_restore(flags)
 
 
 def _margin_ranking_loss_core(s, pos, margin, out):
-    out[0] = _grad_rows.margin_ranking_gufunc_row(s, pos, margin)
+    out[0] = grad_kernels.margin_ranking_gufunc_row(s, pos, margin)
 
 
 def _multi_margin_loss_core(x, label, margin, out):
-    out[0] = _grad_rows.multi_margin_gufunc_row(x, label, margin)
+    out[0] = grad_kernels.multi_margin_gufunc_row(x, label, margin)
 
 
 _BUILDERS = {
@@ -183,7 +186,7 @@ _TYPES = {
 @functools.cache
 def _build(name: str) -> Any:
     core, signature = _BUILDERS[name]
-    with build_lock(core):  # see _buildlock: concurrent builds can corrupt numba's cache
+    with build_lock(core):  # see kernels._cache: concurrent builds can corrupt numba's cache
         gufunc = guvectorize(_TYPES.get(name, _ROW_TYPES), signature, **GUFUNC)(core)
     gufunc.__doc__ = f"{name} over the core axis: a numba gufunc with signature {signature}."
     return gufunc

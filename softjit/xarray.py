@@ -9,7 +9,7 @@ dimensions in the input's order; logsumexp drops the reduced dimensions.
 They run through :func:`xarray.apply_ufunc` with ``dask="allowed"``: a
 DataArray backed by dask stays lazy, and softjit's dask support takes over,
 including a reduced dimension split over several chunks (see
-:mod:`softjit._dask`).  ``where`` and ``b`` may be DataArrays (aligned and
+:mod:`softjit.integrations.dask`).  ``where`` and ``b`` may be DataArrays (aligned and
 broadcast by dimension name; coordinates must match exactly) or arrays that
 broadcast against the input's shape.
 
@@ -46,8 +46,8 @@ import numpy as np
 import xarray as xr
 from numpy.typing import DTypeLike
 
-from . import _api
-from ._normalize import broadcast_to_shape
+from . import _core
+from ._validate import broadcast_to_shape
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
@@ -163,7 +163,7 @@ def softmax(
            [0.88079708, 0.5       ]])
     """
     return _apply(
-        _api.softmax,
+        _core.softmax,
         obj,
         dim,
         {"where": where},
@@ -195,7 +195,7 @@ def log_softmax(
     array([-0.69314718, -0.69314718])
     """
     return _apply(
-        _api.log_softmax,
+        _core.log_softmax,
         obj,
         dim,
         {"where": where},
@@ -253,7 +253,7 @@ def logsumexp(
     array([-1.,  1.])
     """
     return _apply(
-        _api.logsumexp,
+        _core.logsumexp,
         obj,
         dim,
         {"b": b, "where": where},

@@ -5,7 +5,8 @@ import pytest
 import reference as ref
 
 import softjit
-from softjit import _buildlock, gufuncs
+from softjit import gufuncs
+from softjit.kernels import _cache
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -79,18 +80,18 @@ def test_unknown_attribute():
 # --- the build lock ----------------------------------------------------------
 
 
-@pytest.mark.skipif(_buildlock.fcntl is None, reason="no flock on this platform")
+@pytest.mark.skipif(_cache.fcntl is None, reason="no flock on this platform")
 def test_file_lock_goes_on_where_locks_are_unsupported(tmp_path, monkeypatch):
     """A file system without flock support (some network mounts) must not
     stop a build: the lock is skipped."""
     def no_locks(fd, operation):
         raise OSError(37, "No locks available")
 
-    monkeypatch.setattr(_buildlock.fcntl, "flock", no_locks)
+    monkeypatch.setattr(_cache.fcntl, "flock", no_locks)
     entered = False
-    with _buildlock.file_lock(str(tmp_path / "build.lock")):
+    with _cache.file_lock(str(tmp_path / "build.lock")):
         entered = True
     assert entered
     # an unusable path: no lock either, no error
-    with _buildlock.file_lock(str(tmp_path / "missing-dir" / "build.lock")):
+    with _cache.file_lock(str(tmp_path / "missing-dir" / "build.lock")):
         pass

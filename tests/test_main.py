@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 
 import softjit
-from softjit import __main__ as cli
-from softjit import _bench, _check, gufuncs
+from softjit import gufuncs
+from softjit.cli import bench, check
+from softjit.cli import main as cli
 
 PACKAGE_PARENT = Path(softjit.__file__).resolve().parent.parent
 RUN_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 TIMEOUT = 300  # seconds per child; a cold numba cache compiles every kernel
 TINY = ["--grid", "tiny", "--only", "softjit", "--repeats", "1"]
-#: The public array functions (release_memory only frees memory: nothing
-#: to compare with the reference).
-PUBLIC = sorted(n for n in softjit.__all__ if not n.startswith("__") and n != "release_memory")
+#: The public array functions.
+PUBLIC = sorted(n for n in softjit.__all__ if not n.startswith("__"))
 
 
 def run(*args: str, cwd: Path, script: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,13 +62,14 @@ def assert_usage_error(proc: subprocess.CompletedProcess[str], *words: str) -> N
 def test_help_lists_the_sub_commands(tmp_path: Path) -> None:
     proc = run("--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for word in ("info", "check", "bench", "--no-bench", "exit status"):
+    for word in ("info", "check", "warm", "bench", "--no-bench", "exit status"):
         assert word in proc.stdout
 
 
 @pytest.mark.parametrize(("command", "words"), [
     ("info", ["threading layer", "cache"]),
     ("check", ["float64 reference", "status 1"]),
+    ("warm", ["cache", "NUMBA_CACHE_DIR"]),
     ("bench", ["--quick", "--grid", "--json", "--plot", "--only", "--filter", "--repeats"]),
 ])
 def test_each_sub_command_has_help(tmp_path: Path, command: str, words: list[str]) -> None:
@@ -151,9 +152,9 @@ def test_bench_writes_json_and_reports_progress(tmp_path: Path) -> None:
     proc = run("bench", *TINY, "--filter", "x16 float64", "--json", "out.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "out.json").read_text())
-    labels = [_bench.Case(r["op"], tuple(r["shape"]), r["dtype"]).label
+    labels = [bench.Case(r["op"], tuple(r["shape"]), r["dtype"]).label
               for r in data["results"]]
-    assert labels == [c.label for c in _bench.default_grid("tiny") if "x16 float64" in c.label]
+    assert labels == [c.label for c in bench.default_grid("tiny") if "x16 float64" in c.label]
     assert all(set(r["seconds"]) == {"copy", "softjit"} for r in data["results"])
     assert data["environment"]["softjit"] == softjit.__version__
     # progress on stderr, one line per case (not a terminal) and a last line
@@ -200,15 +201,15 @@ def test_benchmarks_run_py(tmp_path: Path) -> None:
 
 
 def test_check_covers_every_public_function() -> None:
-    names = {c.name for c in _check.CHECKS}
+    names = {c.name for c in check.CHECKS}
     assert names == set(PUBLIC) | {f"gufuncs.{n}" for n in gufuncs.__all__}
 
 
 def test_main_job_runs_info_check_and_bench(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    grid = [_bench.Case("softmax", (14,), "float64")]
-    monkeypatch.setattr(_bench, "default_grid", lambda name: grid)
+    grid = [bench.Case("softmax", (14,), "float64")]
+    monkeypatch.setattr(bench, "default_grid", lambda name: grid)
     assert cli.main([]) == 0
     captured = capsys.readouterr()
     assert "numba threading layer" in captured.out
@@ -243,7 +244,7 @@ def test_check_reports_exceptions_dtypes_and_shapes(
     monkeypatch: pytest.MonkeyPatch, make_patch, note: str
 ) -> None:
     monkeypatch.setattr(softjit, "softmax_vjp", make_patch(softjit.softmax_vjp))
-    (result,) = _check.run_all([c for c in _check.CHECKS if c.name == "softmax_vjp"])
+    (result,) = check.run_all([c for c in check.CHECKS if c.name == "softmax_vjp"])
     assert not result.passed
     assert note in result.line()
 
@@ -253,7 +254,7 @@ def test_bench_result_table_html_and_json(tmp_path: Path) -> None:
                 "seconds": {"copy": 1e-5, "softjit": 5e-5, "numpy": 2e-4}},
                {"op": "softmax", "shape": [1, 4096], "dtype": "float64", "size": 4096,
                 "seconds": {"copy": 1e-6, "numpy": 2e-5}}]
-    result = _bench.BenchResult({"cpu": "a <test> CPU"}, records)
+    result = bench.BenchResult({"cpu": "a <test> CPU"}, records)
     lines = str(result).splitlines()
     assert lines[0].split() == ["case", "softjit", "copy", "numpy", "softjit/copy",
                                 "numpy/softjit"]
@@ -262,7 +263,7 @@ def test_bench_result_table_html_and_json(tmp_path: Path) -> None:
     page = result._repr_html_()
     assert page.count("<tr>") == 3 and "a &lt;test&gt; CPU" in page
     result.to_json(tmp_path / "r.json")
-    assert _bench.BenchResult.from_json(tmp_path / "r.json") == result
+    assert bench.BenchResult.from_json(tmp_path / "r.json") == result
 
 
 def test_bench_result_plot_returns_a_figure(tmp_path: Path) -> None:
@@ -272,7 +273,7 @@ def test_bench_result_plot_returns_a_figure(tmp_path: Path) -> None:
     records = [{"op": "softmax", "shape": list(shape), "dtype": dtype, "size": int(np.prod(shape)),
                 "seconds": {"copy": 1e-6, "softjit": 4e-6}}
                for dtype in ("float32", "float64") for shape in ((1, 16), (4, 4096))]
-    fig = _bench.BenchResult({}, records).plot(tmp_path / "p.svg")
+    fig = bench.BenchResult({}, records).plot(tmp_path / "p.svg")
     assert isinstance(fig, Figure)
     assert len([ax for ax in fig.axes if ax.has_data()]) == 4
     assert (tmp_path / "p.svg").stat().st_size > 0
@@ -284,8 +285,8 @@ def test_progress_redraws_one_line_on_a_terminal() -> None:
             return True
 
     stream = Terminal()
-    progress = _bench.TextProgress(stream, width=4)
-    cases = [_bench.Case("softmax", (1000, 100), "float64"), _bench.Case("softmax", (14,),
+    progress = bench.TextProgress(stream, width=4)
+    cases = [bench.Case("softmax", (1000, 100), "float64"), bench.Case("softmax", (14,),
                                                                            "float64")]
     progress.begin({}, cases)
     for i, case in enumerate(cases):
@@ -299,7 +300,7 @@ def test_progress_redraws_one_line_on_a_terminal() -> None:
 
 
 def test_full_grid_keeps_every_operation() -> None:
-    ops = {c.op for c in _bench.default_grid("full")}
-    assert ops == set(_bench.OPS)
-    assert {c.label for c in _bench.default_grid("quick")} <= {
-        c.label for c in _bench.default_grid("full")}
+    ops = {c.op for c in bench.default_grid("full")}
+    assert ops == set(bench.OPS)
+    assert {c.label for c in bench.default_grid("quick")} <= {
+        c.label for c in bench.default_grid("full")}

@@ -185,14 +185,13 @@ import softjit.gufuncs
 elapsed = time.perf_counter() - t0
 print(f"import softjit, softjit.gufuncs: {elapsed:.3f} s")
 
-import softjit._fastrows, softjit._grad_rows, softjit._rows, softjit._simd  # noqa: E401
+from softjit.kernels import _cache
 
 dispatchers = {
-    f"{mod.__name__}.{k}": v
-    for mod in (softjit._rows, softjit._fastrows, softjit._simd, softjit._grad_rows)
-    for k, v in vars(mod).items()
-    if isinstance(v, Dispatcher)
+    f"{d.py_func.__module__}.{d.py_func.__name__}": d
+    for d in _cache.compiled_functions("softjit.kernels")
 }
+assert all(isinstance(d, Dispatcher) for d in dispatchers.values())
 assert len(dispatchers) >= 40, sorted(dispatchers)
 compiled = {k: d.signatures for k, d in dispatchers.items() if d.signatures != []}
 assert not compiled, f"compiled at import: {compiled}"
@@ -202,7 +201,7 @@ assert elapsed <= 1.0, f"import took {elapsed:.3f} s (> 1 s)"
 
 # The probes above can see compilation: a call compiles, an access builds.
 softjit.softmax(np.array([1.0, 2.0]))
-assert softjit._fastrows.small_rows_into.signatures != []
+assert softjit.kernels.rows.small_rows_into.signatures != []
 softjit.gufuncs.logsumexp
 assert softjit.gufuncs._build.cache_info().currsize == 1
 print("CHILD_OK")
@@ -292,11 +291,11 @@ for shape in SHAPES:
 # Both paths really ran: the small-call kernels and the parallel drivers.
 names = {name for name, _, _ in CASES}
 if names & {"softmax", "log_softmax"}:
-    assert softjit._fastrows.small_rows_into.signatures, "small_rows_into never ran"
+    assert softjit.kernels.rows.small_rows_into.signatures, "small_rows_into never ran"
 if "logsumexp" in names:
-    assert softjit._fastrows.small_logsumexp_into.signatures, "small_logsumexp_into never ran"
+    assert softjit.kernels.rows.small_logsumexp_into.signatures, "small_logsumexp_into never ran"
 if names & {"softmax", "log_softmax", "logsumexp"} and (300, 300) in SHAPES:
-    assert softjit._fastrows.rows_parallel.signatures, "rows_parallel never ran"
+    assert softjit.kernels.rows.rows_parallel.signatures, "rows_parallel never ran"
 print("CHILD_OK")
 """
 
@@ -344,10 +343,12 @@ def test_read_only_package_copy(tmp_path, user_cache):
     shutil.copytree(PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     _make_read_only(ro_root)
     if _can_write(pkg):
-        # Root ignores the mode bits: block numba's in-tree cache (<pkg>/__pycache__)
-        # with a regular file of that name, so it cannot be created either.
-        pkg.chmod(0o755)
-        (pkg / "__pycache__").touch()
+        # Root ignores the mode bits: block numba's in-tree caches (the
+        # __pycache__ of the package and of each subpackage) with regular
+        # files of that name, so they cannot be created either.
+        for package in [pkg, *(d for d in pkg.rglob("*") if (d / "__init__.py").is_file())]:
+            package.chmod(0o755)
+            (package / "__pycache__").touch()
         _make_read_only(ro_root)
     before = _tree_listing(ro_root)
 
@@ -420,13 +421,14 @@ import os
 import time
 from pathlib import Path
 
-from softjit import _buildlock, _simd, gufuncs
+from softjit import gufuncs
+from softjit.kernels import _cache, primitives
 
 if os.environ["SOFTJIT_LOCK"] == "build":
-    lock = _buildlock.build_lock(gufuncs._BUILDERS["softmax"][0])
+    lock = _cache.build_lock(gufuncs._BUILDERS["softmax"][0])
 else:
-    lock = _buildlock.file_lock(
-        _buildlock.lock_path(_simd.exp_f64.py_func, _buildlock.SAVE_LOCK_NAME))
+    lock = _cache.file_lock(
+        _cache.lock_path(primitives.exp_neg_f64_2.py_func, _cache.SAVE_LOCK_NAME))
 with lock:
     Path(os.environ["SOFTJIT_HELD"]).touch()
     time.sleep(2.0)
@@ -439,9 +441,9 @@ _COMPILE_SCRIPT = """
 import math
 import time
 
-from softjit import _simd
+from softjit.kernels import primitives
 
-assert abs(_simd.exp_f64(1.0) - math.e) <= 4.5e-16
+assert abs(primitives.exp_neg_f64_2(-1.0, 0.0) - 1.0 / math.e) <= 1.2e-16
 print("BUILT", time.time())
 print("CHILD_OK")
 """
@@ -546,7 +548,7 @@ import numba
 import numpy as np
 
 import softjit
-import softjit._dispatch
+import softjit._run
 from softjit import gufuncs
 
 # On a hang, dump every thread's stack before the parent's timeout kills us.
@@ -593,8 +595,8 @@ layer = numba.threading_layer()
 assert layer == os.environ["NUMBA_THREADING_LAYER"], layer
 print("threading layer:", layer, "threads:", numba.get_num_threads())
 
-counting = CountingLock(softjit._dispatch.PARALLEL_LOCK)
-softjit._dispatch.PARALLEL_LOCK = counting
+counting = CountingLock(softjit._run.PARALLEL_LOCK)
+softjit._run.PARALLEL_LOCK = counting
 
 barrier = threading.Barrier(N_THREADS)
 errors = []

@@ -165,7 +165,7 @@ import numba
 import numpy as np
 
 import softjit
-from softjit._options import parallel_allowed
+from softjit._run import parallel_allowed
 
 X = np.random.default_rng(3).standard_normal((64, 4096)) * 4.0  # parallel driver
 SMALL = X[:3, :50]

@@ -86,11 +86,11 @@ def test_layouts(name, axis, rng):
 def _compiled_signatures():
     from numba.core.registry import CPUDispatcher
 
-    from softjit import _fastrows, _grad_rows, _rows
+    from softjit.kernels import _cache
 
-    return {f"{mod.__name__}.{name}": len(d.signatures)
-            for mod in (_fastrows, _rows, _grad_rows)
-            for name, d in vars(mod).items() if isinstance(d, CPUDispatcher)}
+    return {f"{d.py_func.__module__}.{d.py_func.__name__}": len(d.signatures)
+            for d in _cache.compiled_functions("softjit.kernels")
+            if isinstance(d, CPUDispatcher)}
 
 
 @pytest.mark.parametrize("shape", [(6, 8), (300, 300)])  # small call; multi-threaded driver
@@ -252,6 +252,37 @@ def test_in_place_allocates_nothing_of_the_array_size():
         assert peak < x.nbytes // 8, peak
 
 
+def _owner(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "int"])
+def test_results_own_their_memory_and_give_it_back_when_dropped(layout):
+    """No memory is kept between calls: a dropped result's memory is freed."""
+    import tracemalloc
+
+    x = np.random.default_rng(2).standard_normal((1024, 4096))  # 32 MiB
+    if layout == "F":
+        x = np.asfortranarray(x)
+    elif layout == "int":
+        x = (x * 10).astype(np.int64)
+    fns = [softjit.softmax, softjit.log_softmax, softjit.logsumexp,
+           lambda a: softjit.softmax(a, axis=0)]
+    for fn in fns:
+        fn(x)  # compile (or load) the kernels first
+        tracemalloc.start()
+        for _ in range(3):
+            res = fn(x)
+            owner = _owner(res)
+            assert owner.flags.owndata and owner.base is None
+            del res, owner
+        current, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert current < 1 << 20, current
+
+
 def test_partial_overlap_is_handled():
     buf = np.linspace(-3, 3, 11)
     x, out = buf[:-1], buf[1:]
@@ -360,3 +391,17 @@ def test_large_results_streamed(shape, rng):
         for offset in (1, 3):  # out= starting 4 and 12 bytes past a 16-byte boundary
             buf = np.empty(x.size + offset, np.float32)[offset:].reshape(shape)
             assert np.array_equal(fn(x, out=buf), got)
+
+
+def test_kernels_take_the_kind_as_an_int():
+    """An IntEnum argument would compile every kernel a second time."""
+    x = np.random.default_rng(3).standard_normal((40, 300))
+    for fn in (softjit.softmax, softjit.log_softmax, softjit.logsumexp):
+        for a in (x, x[:, :7], x.T, x.astype(np.float32)):
+            fn(a)
+            fn(a, axis=0)
+    from softjit.kernels import _cache
+
+    enum_sigs = [(d.py_func.__name__, sig) for d in _cache.compiled_functions("softjit.kernels")
+                 for sig in d.signatures if "IntEnum" in str(sig)]
+    assert enum_sigs == []

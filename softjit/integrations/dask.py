@@ -101,14 +101,15 @@ import dask.array as da
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _api, _losses
-from ._normalize import (
+from .. import _core, losses
+from .._validate import (
     as_array,
     check_temperature,
     kernel_dtype,
     normalize_axis,
     result_dtype,
 )
+from ..kernels.kinds import Kind
 
 AxisLike = int | tuple[int, ...] | None
 
@@ -117,9 +118,9 @@ PARTIAL = np.dtype(
     [("max", np.float64), ("lse", np.float64), ("sign", np.float64), ("ninf", np.int64)]
 )
 
-_SOFTMAX_FUNCS = {"softmax": _api.softmax, "log_softmax": _api.log_softmax}
+_SOFTMAX_FUNCS = {Kind.SOFTMAX: _core.softmax, Kind.LOG_SOFTMAX: _core.log_softmax}
 # What softmax / log_softmax give to a certain entry and to an impossible one.
-_ONE_ZERO = {"softmax": (1.0, 0.0), "log_softmax": (0.0, -np.inf)}
+_ONE_ZERO = {Kind.SOFTMAX: (1.0, 0.0), Kind.LOG_SOFTMAX: (0.0, -np.inf)}
 
 
 # --------------------------------------------------------------------------- arguments
@@ -228,7 +229,7 @@ def _partial(
     with np.errstate(all="ignore"):
         m = np.max(counted, axis=axis, keepdims=True, initial=-np.inf).astype(np.float64)
         z = _shifted(xb, m, temperature)
-    lse, sign = _api.logsumexp(z, axis, b=bb, keepdims=True, return_sign=True, dtype=np.float64)
+    lse, sign = _core.logsumexp(z, axis, b=bb, keepdims=True, return_sign=True, dtype=np.float64)
     ninf = np.sum(counted == np.inf, axis=axis, keepdims=True)
     return _pack(shape, max=m, lse=lse, sign=sign, ninf=ninf)
 
@@ -251,7 +252,7 @@ def _combine(
     with np.errstate(all="ignore"):
         big = np.max(m, axis=axis, keepdims=True, initial=-np.inf)
         terms = part["lse"] + (m - _finite_or_zero(big)) / temperature
-    lse, sign = _api.logsumexp(terms, axis, b=part["sign"], keepdims=True, return_sign=True)
+    lse, sign = _core.logsumexp(terms, axis, b=part["sign"], keepdims=True, return_sign=True)
     ninf = np.sum(part["ninf"], axis=axis, keepdims=True)
     return _pack(big.shape, max=big, lse=lse, sign=sign, ninf=ninf)
 
@@ -280,7 +281,7 @@ def _partials(
 
 
 def softmax_like(
-    kind: str,
+    kind: Kind,
     x: da.Array,
     axis: AxisLike,
     temperature: float,
@@ -312,7 +313,7 @@ def _softmax_block(
     xb: np.ndarray,
     mb: np.ndarray | None,
     *,
-    kind: str,
+    kind: Kind,
     axes: tuple[int, ...],
     temperature: float,
     out_dtype: np.dtype,
@@ -326,7 +327,7 @@ def _normalize_block(
     part: np.ndarray,
     mb: np.ndarray | None,
     *,
-    kind: str,
+    kind: Kind,
     temperature: float,
     out_dtype: np.dtype,
 ) -> np.ndarray:
@@ -335,7 +336,7 @@ def _normalize_block(
     one, zero = _ONE_ZERO[kind]
     with np.errstate(all="ignore"):
         res = _shifted(xb, m, temperature)
-        if kind == "softmax":
+        if kind is Kind.SOFTMAX:
             np.exp(res, out=res)
             res *= np.exp(-lse)
         else:
@@ -445,7 +446,7 @@ def _logsumexp_block(
     out_dtype: np.dtype,
 ) -> np.ndarray:
     """softjit on one block that holds whole reduced slices."""
-    res = _api.logsumexp(
+    res = _core.logsumexp(
         xb, axes, b=bb, keepdims=True, return_sign=return_sign, where=mb, dtype=out_dtype
     )
     value, sign = res if return_sign else (res, None)
@@ -524,7 +525,7 @@ def cross_entropy(
 ) -> Any:
     """Lazy ``cross_entropy`` (with ``want_grad``: ``cross_entropy_with_grad``)
     when ``logits``, ``target``, ``weight`` or ``where`` is a dask array."""
-    args = _losses.cross_entropy_args(
+    args = losses.cross_entropy_args(
         _stand_in(logits), _stand_in(target), axis, label_smoothing, ignore_index,
         _stand_in(weight), reduction, fn,
     )
@@ -587,7 +588,7 @@ def _checked_targets(
     """One chunk of class indices, unchanged once checked: softjit's
     IndexError, naming where the chunk starts (its index is the chunk's)."""
     try:
-        _losses._class_targets(tb, n_classes, ignore_index)
+        losses._class_targets(tb, n_classes, ignore_index)
     except IndexError as exc:
         start = tuple(int(lo) for lo, _ in block_info[0]["array-location"])
         raise IndexError(f"{exc} (in the chunk of target that starts at index {start})") from None
@@ -678,8 +679,8 @@ def _ce_block(
     and the unscaled gradient.  An out-of-range class index raises here."""
     mb = extras[0] if has_mask else None
     wb = extras[-1] if has_weight else None
-    args = _losses.cross_entropy_args(xb, tb, -1, eps, ignore_index, wb, "none", fn)
-    res = _losses.cross_entropy_rows(args, mb, want_grad)
+    args = losses.cross_entropy_args(xb, tb, -1, eps, ignore_index, wb, "none", fn)
+    res = losses.cross_entropy_rows(args, mb, want_grad)
     rows = tuple(r.reshape(args.reduced) for r in (res.loss, res.weight, res.counted))
     return (*rows, res.grad) if want_grad else rows
 
@@ -755,10 +756,10 @@ def _ce_rows_block(
     None: all) and the class weights.  An out-of-range class index raises
     here, as softjit raises it."""
     rows = part.size
-    y = None if tb is None else _losses._class_targets(tb, n_classes, ignore_index)
-    w = None if wb is None else _losses._weights(wb, n_classes)
+    y = None if tb is None else losses._class_targets(tb, n_classes, ignore_index)
+    w = None if wb is None else losses._weights(wb, n_classes)
     nvalid = None if nb is None else nb.reshape(-1)
-    weight, counted = _losses.row_weights(
+    weight, counted = losses.row_weights(
         y, w, None if nvalid is None else nvalid > 0, rows, n_classes
     )
     rec = np.zeros(part.shape, _CE_ROW)
@@ -823,7 +824,7 @@ def _ce_loss_terms(
     mass on an impossible class gives ``inf``."""
     q = _ce_mass(rows, tb, mb, cb, wb, t_dtype)
     logp = _normalize_block(
-        xb, part, mb, kind="log_softmax", temperature=1.0, out_dtype=np.dtype(np.float64)
+        xb, part, mb, kind=Kind.LOG_SOFTMAX, temperature=1.0, out_dtype=np.dtype(np.float64)
     )
     with np.errstate(all="ignore"):
         terms = np.where(q != 0, q * -logp, 0.0)
@@ -852,7 +853,7 @@ def _ce_grad(
     0 for rows that do not count and absent classes, NaN in special rows."""
     q = _ce_mass(rows, tb, mb, cb, wb, t_dtype)
     p = _normalize_block(
-        xb, part, mb, kind="softmax", temperature=1.0, out_dtype=np.dtype(np.float64)
+        xb, part, mb, kind=Kind.SOFTMAX, temperature=1.0, out_dtype=np.dtype(np.float64)
     )
     with np.errstate(all="ignore"):
         g = total * p - q

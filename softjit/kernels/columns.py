@@ -15,12 +15,12 @@ asks the CPU to prefetch the next block (whose lines, a row-length apart,
 its own prefetchers do not foresee), so that reading memory overlaps the
 arithmetic.
 
-The arithmetic is the row kernels' (:mod:`softjit._fastrows`): the same
+The arithmetic is the row kernels' (:mod:`softjit.kernels.rows`): the same
 ``exp`` into a float64 scratch block, ``log1p`` of the sum of the terms
 below the maximum plus the count of the others, less one (summed apart
 here also for float32 rows longer than ``SHORT_ROW``, which the row
 kernels sum plainly when that is exact enough), the exact scalar
-kernels (:mod:`softjit._rows`) for rows with special values, float32
+kernels (:mod:`softjit.kernels.exact`) for rows with special values, float32
 logsumexp refined near 0.  Rows of at most ``SHORT_ROW`` elements are
 summed in the row kernels' order, so they give the row kernels' bits;
 longer rows are summed in order with every term's rounding error kept (an
@@ -34,8 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._fastrows import logsumexp_refine, long_special, shifted_exp
-from ._options import (
+from .._options import (
     COLUMN_SCRATCH,
     COLUMN_WIDTH,
     LONG_ROW,
@@ -43,15 +42,11 @@ from ._options import (
     SERIAL,
     SHORT_ROW,
 )
-from ._simd import (
-    CACHE_LINE,
-    line_view,
-    log1p_pos,
-    max_no_nan,
-    prefetch,
-    reciprocal2,
-    two_sum,
-)
+from ._llvm import CACHE_LINE, line_view, max_no_nan, prefetch
+from .kinds import Kind
+from .long_rows import long_special
+from .primitives import log1p_pos, reciprocal2, two_sum
+from .steps import logsumexp_refine, shifted_exp
 
 
 @njit(**SERIAL)
@@ -102,7 +97,7 @@ def block_exp_sums(split, xt, c0, w, m, mf, inv_t, e, acc, c1, w1):
     (except for float64 softmax): four interleaved partial sums, the
     short-row order (``acc[2]`` is 0); otherwise every term added in order
     with an exact TwoSum, its error kept in ``acc[1]`` (for short rows, the
-    row kernels' :func:`softjit._fastrows.seq_sum`).  The same loop
+    row kernels' :func:`softjit.kernels.rows.seq_sum`).  The same loop
     prefetches the next block, rows ``c1 .. c1 + w1``."""
     n = xt.shape[0]
     for q in range(4):
@@ -183,7 +178,7 @@ def logsumexp_block(xt, res, sign, c0, w, m, acc, buf):
     n = xt.shape[0]
     for r in range(w):
         if is_special(m[r], acc[0, r]):
-            res[c0 + r], sign[c0 + r] = special(np.int64(2), xt, c0, r, 1.0, buf, buf)
+            res[c0 + r], sign[c0 + r] = special(np.int64(Kind.LOGSUMEXP), xt, c0, r, 1.0, buf, buf)
             continue
         lse = m[r] + acc[1, r]
         if xt.itemsize == 4 and abs(lse) < 1.0:  # the case logsumexp_refine refines
@@ -196,9 +191,9 @@ def logsumexp_block(xt, res, sign, c0, w, m, acc, buf):
 
 @njit(**SERIAL)
 def columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1, e, acc, m, k, mf, buf, obuf):
-    """softmax (kind 0) or log_softmax (1) of rows ``c0 .. c0 + w`` of the
+    """softmax or log_softmax (``kind``) of rows ``c0 .. c0 + w`` of the
     transposed ``(n, rows)`` array ``xt`` into ``ot`` (may be ``xt``), or
-    logsumexp (2) into ``res``/``sign`` (``ot`` unused); prefetches the
+    logsumexp into ``res``/``sign`` (``ot`` unused); prefetches the
     next block, rows ``c1 .. c1 + w1``.  ``e`` is an ``(n, w)`` float64
     scratch block for softmax of rows shorter than ``LONG_ROW`` (empty
     otherwise: log_softmax needs no terms kept, and softmax of longer rows
@@ -208,23 +203,23 @@ def columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1, e, acc, m, k, mf, b
     input dtype."""
     n = xt.shape[0]
     inv_t = 1.0 / t
-    block_max(xt, c0, w, m, k, kind != 0)
+    block_max(xt, c0, w, m, k, kind != Kind.SOFTMAX)
     for r in range(w):
         v = m[r]
         mf[r] = v if -np.inf < v < np.inf else 0.0
-    block_exp_sums(kind != 0, xt, c0, w, m, mf, inv_t, e, acc, c1, w1)
+    block_exp_sums(kind != Kind.SOFTMAX, xt, c0, w, m, mf, inv_t, e, acc, c1, w1)
     # acc[1] = what the output needs: 1/sum, or log1p of the sum below the
     # maximum plus the count of maxima less one.
-    if kind == 0 and n <= SHORT_ROW and xt.itemsize == 4:
+    if kind == Kind.SOFTMAX and n <= SHORT_ROW and xt.itemsize == 4:
         for r in range(w):
             acc[1, r] = 1.0 / acc[0, r]  # as the row kernels: the same bits
-    elif kind == 0:
+    elif kind == Kind.SOFTMAX:
         for r in range(w):
             acc[1, r] = reciprocal2(acc[0, r], acc[2, r])
     else:
         for r in range(w):
             acc[1, r] = log1p_pos(acc[0, r] + (k[r] - 1.0))
-    if kind == 2:
+    if kind == Kind.LOGSUMEXP:
         logsumexp_block(xt, res, sign, c0, w, m, acc, buf)
         return
     # Rows with special values: the exact kernel's result waits in
@@ -240,13 +235,13 @@ def columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1, e, acc, m, k, mf, b
             for j in range(n):
                 park[j, r] = obuf[j]
             nspecial += 1
-    if kind == 0 and e.shape[0] > 0:
+    if kind == Kind.SOFTMAX and e.shape[0] > 0:
         for j in range(n):
             oj = line_view(ot, j, c0, w)
             ej = line_view(e, j, 0, w)
             for r in range(w):
                 oj[r] = ej[r] * acc[1, r]
-    elif kind == 0:
+    elif kind == Kind.SOFTMAX:
         for j in range(n):
             xj = line_view(xt, j, c0, w)
             oj = line_view(ot, j, c0, w)
@@ -278,7 +273,7 @@ def columns_range(kind, xt, ot, res, sign, t, lo, hi):
     n = xt.shape[0]
     if lo >= hi:
         return
-    keep = kind == 0 and n < LONG_ROW  # softmax keeps its terms, unless rows are long
+    keep = kind == Kind.SOFTMAX and n < LONG_ROW  # softmax keeps its terms, unless rows are long
     per = min(block_width(n) if keep else COLUMN_WIDTH, hi - lo)
     e = np.empty(n * per if keep else 0)
     acc = np.empty(4 * per)

@@ -26,7 +26,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from ._options import PARALLEL, SERIAL
+from .._options import PARALLEL, SERIAL
 
 
 def mask_row(mask, r):

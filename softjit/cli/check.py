@@ -1,6 +1,6 @@
 """The self-check of ``python -m softjit check``: every public array
 function of softjit and every gufunc against the plain numpy reference of
-:mod:`softjit._reference`, computed in float64 on the same inputs.
+:mod:`softjit.cli.reference`, computed in float64 on the same inputs.
 
 Each function runs on a few inputs (float32 and float64, short and long
 slices, the class axis first, in the middle and last, one slice shifted by
@@ -12,8 +12,8 @@ an exception, fails the check.
 
 Examples
 --------
->>> from softjit import _check
->>> result = _check.run_check(_check.CHECKS[0])
+>>> from softjit.cli import check
+>>> result = check.run_check(check.CHECKS[0])
 >>> result.name, result.passed
 ('softmax', True)
 """
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 import softjit
-from softjit import _reference as ref
 from softjit import gufuncs
+from softjit.cli import reference as ref
 
 #: A result passes when its error is below this many machine epsilons.
 TOLERANCE_EPS = 64.0

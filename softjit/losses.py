@@ -3,8 +3,8 @@ multi-margin losses, each with a fused loss-and-gradient form.
 
 The wrappers check the arguments (``TypeError``/``ValueError``/
 ``IndexError`` naming them), view the logits as ``(rows, n)`` with the
-class axis last (:mod:`softjit._dispatch`) and run the row kernels of
-:mod:`softjit._grad_rows`.  Per-row losses are accumulated in float64 and
+class axis last (:mod:`softjit._run`) and run the row kernels of
+:mod:`softjit.kernels.gradients`.  Per-row losses are accumulated in float64 and
 reduced here.
 """
 
@@ -19,11 +19,18 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _grad_rows
-from ._api import _is_dask_array
-from ._derivatives import empty_rows_layout, real_array
-from ._dispatch import rows_input, rows_shape, rows_view
-from ._normalize import as_array, as_mask, kernel_dtype, normalize_axis, result_dtype
+from ._core import _is_dask_array
+from ._layout import empty_rows_layout, rows_input, rows_shape, rows_view
+from ._run import run_drivers
+from ._validate import (
+    as_array,
+    as_mask,
+    kernel_dtype,
+    normalize_axis,
+    real_array,
+    result_dtype,
+)
+from .kernels import gradients as grad_kernels
 
 __all__ = [
     "cross_entropy",
@@ -221,7 +228,7 @@ def cross_entropy_args(
 
     Only the shapes and dtypes of ``logits`` and ``target`` are looked at
     (besides the class indices, checked by :func:`cross_entropy_rows`), so
-    :mod:`softjit._dask` checks dask arrays with zero-strided stand-ins.
+    :mod:`softjit.integrations.dask` checks dask arrays with zero-strided stand-ins.
     """
     x = _logits_array(logits, "logits", fn)
     ax = _class_axis(axis, x.ndim)
@@ -299,18 +306,18 @@ def cross_entropy_rows(
         g2 = rows_view(grad, axes, rows, n)
     if rows * n and y is not None and w is None and eps == 0.0 and m2 is None:
         # The common case: vectorized kernels (class indices, no options).
-        _grad_rows.run_drivers(
-            _grad_rows.cross_entropy_index_rows_serial,
-            lambda *args: _grad_rows.cross_entropy_index_rows_parallel(
+        run_drivers(
+            grad_kernels.cross_entropy_index_rows_serial,
+            lambda *args: grad_kernels.cross_entropy_index_rows_parallel(
                 *args, min(rows, 4 * numba.get_num_threads())),
             rows,
             rows * n,
             x2, y, scale, loss_rows, g2,
         )
     elif rows * n:
-        _grad_rows.run_drivers(
-            _grad_rows.cross_entropy_rows_serial,
-            _grad_rows.cross_entropy_rows_parallel,
+        run_drivers(
+            grad_kernels.cross_entropy_rows_serial,
+            grad_kernels.cross_entropy_rows_parallel,
             rows,
             rows * n,
             x2, t2, y, w, eps, scale, m2, loss_rows, g2,
@@ -478,9 +485,9 @@ def cross_entropy(
     0.3491362563350538
     """
     if _any_dask(logits, target, weight, where):
-        from . import _dask
+        from .integrations import dask as dask_arrays
 
-        return _dask.cross_entropy(
+        return dask_arrays.cross_entropy(
             logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
             want_grad=False, fn="cross_entropy",
         )
@@ -578,9 +585,9 @@ def cross_entropy_with_grad(
     True
     """
     if _any_dask(logits, target, weight, where):
-        from . import _dask
+        from .integrations import dask as dask_arrays
 
-        return _dask.cross_entropy(
+        return dask_arrays.cross_entropy(
             logits, target, axis, label_smoothing, ignore_index, weight, reduction, where,
             want_grad=True, fn="cross_entropy_with_grad",
         )
@@ -618,8 +625,8 @@ def _margin_ranking(
     red = _reduction(reduction)
     reduced = s.shape[:ax] + s.shape[ax + 1 :]
     return _margin_rows(s, axes, red, reduced, want_grad,
-                        _grad_rows.margin_ranking_rows_serial,
-                        _grad_rows.margin_ranking_rows_parallel, pos, mg)
+                        grad_kernels.margin_ranking_rows_serial,
+                        grad_kernels.margin_ranking_rows_parallel, pos, mg)
 
 
 
@@ -648,7 +655,7 @@ def _margin_rows(
         grad = empty_rows_layout(x.shape, axes, k_dt)
         g2 = rows_view(grad, axes, rows, n)
     if rows * n:
-        _grad_rows.run_drivers(serial, parallel, rows, rows * n,
+        run_drivers(serial, parallel, rows, rows * n,
                                x2, *options, scale, loss_rows, g2)
     return _reduce(loss_rows, red, float(rows), reduced, res_dt), _grad_out(grad, res_dt)
 
@@ -819,8 +826,8 @@ def _multi_margin(
     w = None if weight is None else _weights(weight, n_classes)
     y = _class_targets(t, n_classes, None)
     return _margin_rows(x, axes, red, reduced, want_grad,
-                        _grad_rows.multi_margin_rows_serial,
-                        _grad_rows.multi_margin_rows_parallel, y, pp, mg, w)
+                        grad_kernels.multi_margin_rows_serial,
+                        grad_kernels.multi_margin_rows_parallel, y, pp, mg, w)
 
 
 

@@ -1,5 +1,6 @@
-"""The vectorized exp primitives: accuracy over their whole range, special
-values, and a check that the kernels' hot loops compile to vector code."""
+"""The kernels' primitives (softjit.kernels.primitives): the two exp, over
+their whole range and at every float32 argument, log1p, special values; and
+a check that the kernels' hot loops compile to vector code."""
 
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from numba import njit, prange
 
-from softjit import _simd
+from softjit.kernels import _llvm, primitives
 
 # ------------------------------------------------ a double-double reference
 
@@ -76,130 +77,118 @@ def dd_exp(x):
     return sh * scale, sl * scale
 
 
-# ----------------------------------------------------------------- f64 exp
+# --------------------------------------------------- float64 exp (x <= 0)
 
 
 @njit(parallel=True)
-def _max_ulp_exp_f64(xs):
-    """Largest error of _simd.exp_f64 in ulps of the double-double reference."""
-    worst = np.zeros(xs.shape[0])
-    for i in prange(xs.shape[0]):
-        hi, lo = dd_exp(xs[i])
-        got = _simd.exp_f64(xs[i])
+def _max_ulp_exp_f64(d, d_lo):
+    """Largest error of exp_neg_f64_2(d, d_lo) in ulps of the double-double
+    reference exp(d) * (1 + d_lo) (|d_lo| <= 1e-13: exact to ~1e-30)."""
+    worst = np.zeros(d.shape[0])
+    for i in prange(d.shape[0]):
+        hi, lo = dd_exp(d[i])
+        lo += hi * d_lo[i]
+        got = primitives.exp_neg_f64_2(d[i], d_lo[i])
         ulp = np.spacing(abs(hi)) if hi != 0.0 else 5e-324
         worst[i] = abs((got - hi) - lo) / ulp
     return worst.max()
 
 
 def test_exp_f64_within_one_ulp_at_ten_million_points():
+    """The float64 kernels' exp, of the shifted terms x - max formed as an
+    exact double-double: within 1 ulp at 10^7 points with normal results."""
     rng = np.random.default_rng(7)
-    xs = np.concatenate([
-        rng.uniform(-708.3, 709.7, 6_000_000),  # normal results
-        rng.uniform(-1.0, 1.0, 2_000_000),
-        rng.uniform(-1e-6, 1e-6, 1_000_000),
-        rng.uniform(-700.0, -600.0, 1_000_000),
+    d = -np.concatenate([
+        rng.uniform(0.0, 708.3, 5_000_000),
+        rng.uniform(0.0, 1.0, 2_000_000),
+        rng.uniform(0.0, 1e-6, 1_000_000),
+        rng.uniform(600.0, 708.3, 1_000_000),
     ])
-    assert _max_ulp_exp_f64(xs) <= 1.0
+    assert _max_ulp_exp_f64(d, np.zeros_like(d)) <= 1.0
+    # x - max as a double-double: its low part enters the result
+    v = rng.uniform(-400.0, 300.0, 1_000_000)
+    m = rng.uniform(300.0, 308.0, v.size)
+    hi, lo = _two_sum_map(v, -m)
+    assert np.any(lo != 0.0)
+    assert _max_ulp_exp_f64(hi, lo) <= 1.0
+
+
+@njit
+def _two_sum_map(a, b):
+    hi = np.empty_like(a)
+    lo = np.empty_like(a)
+    for i in range(a.shape[0]):
+        hi[i], lo[i] = primitives.two_diff(a[i], -b[i])
+    return hi, lo
 
 
 def test_exp_f64_subnormal_results_and_specials():
     # Subnormal results, within one subnormal ulp of the double-double
     # reference (the polynomial's rounding and the final one can add up).
     xs = np.linspace(-745.2, -708.4, 100_001)
-    got = np.array([_simd.exp_f64(v) for v in xs])
+    got = np.array([primitives.exp_neg_f64_2(v, 0.0) for v in xs])
     ref = np.array([dd_exp(v)[0] for v in xs])  # hi * 2**k: rounded once
     assert np.max(np.abs(got - ref)) <= 5e-324
-    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 709.78, 709.79, -745.13,
-                         -745.14, -1e308, 1e308, 5e-324, -5e-324])
-    with np.errstate(over="ignore"):
-        want = np.exp(specials)
-    got = np.array([_simd.exp_f64(v) for v in specials])
+    specials = np.array([-np.inf, 0.0, -0.0, -745.13, -745.14, -746.0, -1e308, -5e-324])
+    want = np.exp(specials)
+    got = np.array([primitives.exp_neg_f64_2(v, 0.0) for v in specials])
     np.testing.assert_array_equal(got, want)
+    assert np.isnan(primitives.exp_neg_f64_2(np.nan, 0.0))
 
 
-# ----------------------------------------------------------------- f32 exp
+# ------------------------------------------- the float32 results' exp (x <= 0)
 
 
 _F32_BLOCK = 4096  # bit patterns per block: the error loop below runs on vectors
 
 
 @njit(error_model="numpy")
-def _ulp_errors_f32(start, errs):
-    """ulp errors of exp_f32 at the float32 bit patterns start, start + 1, ...
-    (one per entry of ``errs``), against exp_f64 (itself within 1e-16).
-
-    Branch-free, so the loop is vectorized: the ulp of the float32 result
-    r32 is its exponent's power of two times 2**-23 (at least 2**-149),
-    and an overflowing reference (r32 == inf) counts as exact only if
-    exp_f32 overflows too."""
+def _rel_errors_f32(start, errs):
+    """Relative errors of exp_neg_f64_for_f32 at the float32 values with bit
+    patterns start, start + 1, ... (one per entry of ``errs``), against the
+    float64 exp (itself within 1 ulp, 1.1e-16)."""
     for j in range(errs.shape[0]):
-        x = _simd.i32_as_f32(start + j)
-        ref = _simd.exp_f64(np.float64(x))
-        got = np.float64(_simd.exp_f32(x))
-        r32 = np.float32(ref)
-        power = np.float64(_simd.i32_as_f32(_simd.f32_as_i32(r32) & 0x7F800000))
-        ulp = max(power * 2.0**-23, 1.401298464324817e-45)
-        finite = abs(got - ref) / ulp
-        overflow = 0.0 if got == np.inf else np.inf
-        errs[j] = overflow if r32 == np.inf else finite
+        x = np.float64(_llvm.i32_as_f32(start + j))
+        ref = primitives.exp_neg_f64_2(x, 0.0)
+        errs[j] = abs(primitives.exp_neg_f64_for_f32(x) / ref - 1.0)
 
 
 @njit(parallel=True)
-def _max_ulp_exp_f32(lo_bits, hi_bits):
-    """Largest ulp error of exp_f32 over the float32 bit patterns [lo_bits, hi_bits)."""
+def _max_rel_exp_f32(lo_bits, hi_bits):
+    """Largest relative error over the float32 bit patterns [lo_bits, hi_bits)."""
     nblocks = (hi_bits - lo_bits + _F32_BLOCK - 1) // _F32_BLOCK
     worst = np.zeros(nblocks)
     for b in prange(nblocks):
         start = lo_bits + b * _F32_BLOCK
         errs = np.empty(min(_F32_BLOCK, hi_bits - start))
-        _ulp_errors_f32(start, errs)
+        _rel_errors_f32(start, errs)
         worst[b] = errs.max()
     return worst.max()
 
 
-def test_exp_f32_within_one_ulp_for_every_float32_in_range():
-    pos_hi = int(np.float32(89.0).view(np.int32)) + 1
-    neg_hi = int(np.float32(-104.0).view(np.uint32)) + 1
-    assert _max_ulp_exp_f32(0, pos_hi) <= 1.0  # +0 .. 89
-    # -0 .. -104: bit patterns 0x80000000 .. as int32 they are negative
-    assert _max_ulp_exp_f32(np.int64(-(2**31)), np.int64(neg_hi - 2**32)) <= 1.0
+def test_exp_for_f32_results_at_every_float32():
+    """float32 kernels compute exp((x - max) / T) in float64 with a shorter
+    polynomial and round once at the end: at every float32 argument from -0
+    to -103.97 (where exp rounds to 0 in float32) its relative error stays
+    below 1.2e-8, at most 0.2 float32 ulp on top of the final rounding."""
+    lo = np.int64(-(2**31))  # -0.0 (bit patterns of negative floats as int32)
+    hi = np.int64(int(np.float32(-103.97).view(np.uint32)) + 1 - 2**32)
+    assert _max_rel_exp_f32(lo, hi) <= 1.2e-8
+    # float64 arguments (x - max of float32 values, divided by T)
+    d = -np.random.default_rng(3).uniform(0.0, 103.97, 10_000)
+    got = np.array([primitives.exp_neg_f64_for_f32(v) for v in d])
+    np.testing.assert_allclose(got, np.exp(d), rtol=1.2e-8, atol=0)
 
 
-def test_exp_f32_specials():
-    specials = np.array([np.nan, np.inf, -np.inf, 0, -0.0, 88.72, 88.73, -103.97, -104.0,
-                         -87.4, -3e38, 3e38], dtype=np.float32)
-    with np.errstate(over="ignore"):
-        want = np.exp(specials.astype(np.float64)).astype(np.float32)
-    got = np.array([_simd.exp_f32(v) for v in specials])
-    np.testing.assert_array_equal(got, want)
-
-
-# ------------------------------------------- kernels' exps (x <= 0 only)
-
-
-@njit
-def _kernel_exp_errors(xs):
-    e64 = 0.0
-    e32 = 0.0
-    for x in xs:
-        hi, lo = dd_exp(x)
-        ulp = np.spacing(abs(hi)) if hi != 0.0 else 5e-324
-        e64 = max(e64, abs((_simd.exp_neg_f64(x) - hi) - lo) / ulp)
-        if hi > 1e-300:
-            e32 = max(e32, abs(_simd.exp_neg_f64_for_f32(x) / hi - 1.0))
-    return e64, e32
-
-
-def test_kernel_exps():
-    xs = np.concatenate([np.random.default_rng(3).uniform(-708.0, 0.0, 1_000_000),
-                         -np.logspace(-20, 2, 10_000)])
-    e64, e32 = _kernel_exp_errors(xs)
-    assert e64 <= 1.0
-    assert e32 <= 1.2e-8  # at most 0.2 float32 ulp
-    assert _simd.exp_neg_f64(-np.inf) == 0.0
-    # clamped at exp(-708), which rounds to 0 in any float32 result
-    assert 0.0 < _simd.exp_neg_f64_for_f32(-np.inf) < 1e-300
-    assert np.isnan(_simd.exp_neg_f64(np.nan)) and np.isnan(_simd.exp_neg_f64_for_f32(np.nan))
+def test_exp_for_f32_specials():
+    # below -103.97 the results round to 0 in float32 (divided by a sum >= 1);
+    # clamped at exp(-708)
+    assert np.float32(primitives.exp_neg_f64_for_f32(-104.0)) == 0.0
+    for v in (-708.0, -1e308, -np.inf):
+        got = primitives.exp_neg_f64_for_f32(v)
+        assert 0.0 <= got < 1e-300
+    assert primitives.exp_neg_f64_for_f32(0.0) == 1.0
+    assert np.isnan(primitives.exp_neg_f64_for_f32(np.nan))
 
 
 # ------------------------------------------------------------------ log1p
@@ -208,7 +197,7 @@ def test_kernel_exps():
 @njit
 def _log1p_map(a, out):
     for i in range(a.shape[0]):
-        out[i] = _simd.log1p_pos(a[i])
+        out[i] = primitives.log1p_pos(a[i])
 
 
 def test_log1p_pos_within_one_ulp():
@@ -244,28 +233,29 @@ def test_log1p_pos_within_one_ulp():
 
 _ASM_CHECK = """
 import numpy as np
-from softjit import _fastrows
+from softjit.kernels import short_rows, steps
 x = np.zeros(64, {dtype}); s = np.zeros(64)
-_fastrows.exp_sum_block(x, 0.0, 1.0, s, x, True)  # the fused exp + sum + next max
-_fastrows.block_exp(s.reshape(8, 8), s[:8], 1.0, s.reshape(8, 8), x.reshape(8, 8))  # short rows
-_fastrows.scale_into(s, 0.5, x)
-_fastrows.row_max(x)
-_fastrows.lane_sum(np.zeros(192), 128)  # float64 softmax sums, TwoSum across lanes
-from softjit import _columns  # rows across memory: loops across a block of rows
+steps.exp_sum_block(x, 0.0, 1.0, s, x, True)  # the fused exp + sum + next max
+short_rows.block_exp(s.reshape(8, 8), s[:8], 1.0, s.reshape(8, 8), x.reshape(8, 8))  # short rows
+steps.scale_into(s, 0.5, x)
+steps.row_max(x)
+steps.lane_sum(np.zeros(192), 128)  # float64 softmax sums, TwoSum across lanes
+# rows across memory: loops across a block of rows
+from softjit.kernels import columns as column_kernels
 xt = x.reshape(4, 16); m = np.zeros(16); acc = np.zeros((4, 16)); e = np.zeros((4, 16))
-_columns.block_max(xt, 0, 16, m, m.copy(), True)
-_columns.block_exp_sums(False, xt, 0, 16, m, m, 1.0, e, acc, 0, 0)
+column_kernels.block_max(xt, 0, 16, m, m.copy(), True)
+column_kernels.block_exp_sums(False, xt, 0, 16, m, m, 1.0, e, acc, 0, 0)
 import re
-for fn in (_fastrows.exp_sum_block, _fastrows.block_exp, _fastrows.scale_into,
-           _fastrows.row_max, _fastrows.lane_sum, _columns.block_max,
-           _columns.block_exp_sums):
+for fn in (steps.exp_sum_block, short_rows.block_exp, steps.scale_into,
+           steps.row_max, steps.lane_sum, column_kernels.block_max,
+           column_kernels.block_exp_sums):
     asm = "".join(fn.inspect_asm().values())
     packed = re.findall(r"\\bv(?:fmadd\\w*|max|mul|add)p[sd]\\s[^\\n]*%[yz]mm", asm)
     print(fn.__name__, len(packed))
     assert len(packed) >= 2, fn.__name__ + " has no packed vector arithmetic"
 # Large results are written with streaming (non-temporal) vector stores.
-_fastrows.stream_scale_into(s, 0.5, x)
-asm = "".join(_fastrows.stream_scale_into.inspect_asm().values())
+steps.stream_scale_into(s, 0.5, x)
+asm = "".join(steps.stream_scale_into.inspect_asm().values())
 assert re.search(r"\\bvmovnt\\w*\\s[^\\n]*%[xyz]mm", asm) and "sfence" in asm, "no streaming stores"
 print("CHILD_OK")
 """

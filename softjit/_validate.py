@@ -146,3 +146,11 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "ou
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return out
+
+
+def real_array(x: Any, name: str, fn: str) -> np.ndarray:
+    """``x`` as a real (bool, integer or float) array; complex is refused."""
+    arr = as_array(x, name)
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{fn} does not support complex input; {name} has dtype {arr.dtype}")
+    return arr

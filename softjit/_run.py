@@ -1,110 +1,93 @@
-"""Run the row kernels over an N-d array along any set of axes.
+"""Run the row kernels over an N-d array along any set of axes: the one
+serial/parallel policy, and its thread and fork safety.
 
-The reduced axes are moved last and the array is seen as a 2-D
-``(rows, n)`` array: a view when the memory layout allows it (any
-C-contiguous array reduced over trailing axes, transposed and many strided
-inputs), otherwise a contiguous copy.  Rows that lie across memory (an
-axis-0 reduction of a C-ordered array, the last axis of a Fortran-ordered
-one, middle axes) go to the column kernels as an ``(a, n, b)`` view
-instead (:func:`across_view`).  Small arrays, and callers that find
-another thread inside a parallel kernel, run the serial driver.
+Arrays are seen as rows by :mod:`softjit._layout`; rows along memory go to
+the row kernels, rows across memory to the column kernels, masked rows to
+the exact kernels.  Small arrays, callers that find another thread inside
+a parallel kernel, and processes forked after a thread pool started on a
+layer that is not fork-safe run the serial driver.
 """
 
 from __future__ import annotations
 
-import math
+import os
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 
-from . import _columns, _fastrows, _rows
-from ._options import (
-    LONG_ROW,
-    PARALLEL_LOCK,
-    PARALLEL_MIN_ELEMENTS,
-    SHORT_ROW,
-    parallel_allowed,
+from ._layout import (
+    across_view,
+    moved_last,
+    read_only,
+    rows_copy,
+    rows_input,
+    rows_shape,
+    rows_view,
 )
+from ._options import LONG_ROW, PARALLEL_MIN_ELEMENTS, SHORT_ROW
+from .kernels import columns as column_kernels
+from .kernels import exact as exact_rows
+from .kernels import long_rows, short_rows
+from .kernels import rows as row_kernels
+from .kernels.kinds import Kind
+
+#: Held while a parallel driver runs.  numba's ``workqueue`` threading layer
+#: aborts the process when two Python threads enter parallel code at once;
+#: a caller that finds the lock taken runs the serial driver instead, which
+#: is both safe under every threading layer and avoids oversubscribing the
+#: cores when many threads (e.g. dask's threaded scheduler) call softjit.
+PARALLEL_LOCK = threading.Lock()
 
 
-def moved_last(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """A view of ``arr`` with ``axes`` (sorted) moved to the end."""
-    keep = [a for a in range(arr.ndim) if a not in axes]
-    return arr.transpose(keep + list(axes))
+_forked_after_parallel = False
 
 
-def same_layout(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when ``a`` and ``b`` are the same elements of the same buffer."""
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.shape == b.shape
-        and a.strides == b.strides
-        and a.dtype == b.dtype
-    )
+def parallel_allowed() -> bool:
+    """False in a process forked after its parent started numba's thread
+    pool on a layer that is not fork-safe (GNU OpenMP kills such a child
+    when it enters a parallel region; ``workqueue`` is not fork-safe
+    either).  Such a child runs the serial kernels."""
+    return not _forked_after_parallel
 
 
-def rows_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int]:
-    """``(rows, n)``: the number of reduced slices and their length."""
-    n = math.prod(shape[a] for a in axes)
-    rows = math.prod(s for i, s in enumerate(shape) if i not in axes)
-    return rows, n
+def _after_fork_in_child() -> None:
+    global _forked_after_parallel
+    import numba
 
-
-def reshaped_view(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``arr`` reshaped to ``shape`` without a copy, or None if that needs one.
-
-    Examples
-    --------
-    >>> a = np.zeros((4, 6))
-    >>> reshaped_view(a, (2, 2, 6)).shape, reshaped_view(a.T, (24,)) is None
-    ((2, 2, 6), True)
-    """
     try:
-        return np.reshape(arr, shape, copy=False)
-    except ValueError:
-        return None
-    except TypeError:  # numpy < 2.1: no copy= argument
-        view = arr.view()
-        try:
-            view.shape = shape
-        except AttributeError:
-            return None
-        return view
+        layer = numba.threading_layer()
+    except ValueError:  # no thread pool was started before the fork
+        return
+    if layer != "tbb":
+        _forked_after_parallel = True
 
 
-def rows_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray | None:
-    """``arr`` as a 2-D ``(rows, n)`` view, or None if that needs a copy."""
-    if axes == (arr.ndim - 1,) and arr.flags.c_contiguous:
-        return arr.reshape(rows, n)  # the common case, without the general path
-    return reshaped_view(moved_last(arr, axes), (rows, n))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def rows_copy(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray:
-    """A C-contiguous ``(rows, n)`` copy of ``arr`` (``axes`` last)."""
-    return np.ascontiguousarray(moved_last(arr, axes)).reshape(rows, n)
+def run_drivers(serial, parallel, rows: int, work: int, *args) -> None:
+    """Call ``parallel(*args)`` when there are several rows, ``work``
+    (elements touched) reaches the parallel threshold and no other thread
+    is inside a parallel kernel; else ``serial(*args)``.
 
-
-def read_only(arr: np.ndarray) -> np.ndarray:
-    """``arr``, or a read-only view of it.
-
-    numba types read-only and writable arrays apart and compiles every
-    kernel once for each; giving the kernels their inputs read-only
-    always means one compilation serves both (the view costs well under
-    a microsecond).
+    The policy of :func:`run_rowwise`, for any serial/parallel driver pair.
     """
-    if arr.flags.writeable:
-        arr = arr.view()
-        arr.flags.writeable = False
-    return arr
-
-
-def rows_input(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray:
-    """A kernel input: ``arr`` as a read-only 2-D ``(rows, n)`` array
-    (see :func:`read_only`), copied only when needed."""
-    view = rows_view(arr, axes, rows, n)
-    return read_only(rows_copy(arr, axes, rows, n) if view is None else view)
+    if (
+        rows > 1
+        and work >= PARALLEL_MIN_ELEMENTS
+        and parallel_allowed()
+        and PARALLEL_LOCK.acquire(blocking=False)
+    ):
+        try:
+            parallel(*args)
+        finally:
+            PARALLEL_LOCK.release()
+    else:
+        serial(*args)
 
 
 def _use_parallel(rows: int, n: int) -> bool:
@@ -128,18 +111,17 @@ class Drivers(NamedTuple):
 # The masked drivers handle masks; the fast ones everything else, long rows
 # split across threads and short rows in transposed blocks.
 _MASKED = {
-    "softmax": Drivers(_rows.softmax_rows_serial, _rows.softmax_rows_parallel,
-                       takes_blocks=False),
-    "log_softmax": Drivers(_rows.log_softmax_rows_serial, _rows.log_softmax_rows_parallel,
-                           takes_blocks=False),
-    "logsumexp": Drivers(_rows.logsumexp_rows_serial, _rows.logsumexp_rows_parallel,
-                         takes_blocks=False),
+    Kind.SOFTMAX: Drivers(exact_rows.softmax_rows_serial, exact_rows.softmax_rows_parallel,
+                          takes_blocks=False),
+    Kind.LOG_SOFTMAX: Drivers(exact_rows.log_softmax_rows_serial,
+                              exact_rows.log_softmax_rows_parallel, takes_blocks=False),
+    Kind.LOGSUMEXP: Drivers(exact_rows.logsumexp_rows_serial, exact_rows.logsumexp_rows_parallel,
+                            takes_blocks=False),
 }
-_FAST = Drivers(_fastrows.rows_serial, _fastrows.rows_parallel, _fastrows.long_rows_serial,
-                _fastrows.long_rows_parallel)
-_SHORT = Drivers(_fastrows.short_rows_serial, _fastrows.short_rows_parallel)
-_COLUMNS = Drivers(_columns.columns_serial, _columns.columns_parallel)
-_KIND = {"softmax": 0, "log_softmax": 1, "logsumexp": 2}
+_FAST = Drivers(row_kernels.rows_serial, row_kernels.rows_parallel, long_rows.long_rows_serial,
+                long_rows.long_rows_parallel)
+_SHORT = Drivers(short_rows.short_rows_serial, short_rows.short_rows_parallel)
+_COLUMNS = Drivers(column_kernels.columns_serial, column_kernels.columns_parallel)
 _NONE = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0)}
 
 
@@ -184,40 +166,18 @@ def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
         drivers.serial(*args)
 
 
-def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign: np.ndarray,
+def run_rows(kind: Kind, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign: np.ndarray,
              temperature: float = 1.0, contiguous: bool = False) -> None:
-    """The row kernels without a mask: softmax (kind 0) or log_softmax (1)
+    """The row kernels without a mask: softmax or log_softmax (``kind``)
     of the rows of the read-only 2-D ``x2`` into ``out2`` (of its shape),
-    or logsumexp (2) into the 1-D ``res`` and ``sign`` (``out2`` then
+    or logsumexp into the 1-D ``res`` and ``sign`` (``out2`` then
     ``no_out(dtype)``, ``res`` and ``sign`` else ``none(dtype)``).
     ``contiguous``: the caller knows both arrays to be C-contiguous."""
     rows, n = x2.shape
     if n <= SHORT_ROW and (contiguous or (x2.flags.c_contiguous and out2.flags.c_contiguous)):
-        _run(_SHORT, rows, n, kind, x2, out2, res, sign, temperature)
+        _run(_SHORT, rows, n, int(kind), x2, out2, res, sign, temperature)
     else:
-        _run(_FAST, rows, n, kind, x2, out2, res, sign, temperature)
-
-
-def across_view(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray | None:
-    """``arr`` as a 3-D ``(a, n, b)`` view for the column kernels
-    (:mod:`softjit._columns`), or None: ``a`` slabs of ``b > 1`` rows of
-    ``n > 1`` elements, the rows lying across memory
-    (unit stride along the last axis).  Such are an axis-0 reduction of a
-    C-ordered matrix, a last-axis one of a Fortran-ordered matrix and a
-    reduction over middle axes of a C-ordered array (``a`` the kept axes
-    before them, ``b`` those after)."""
-    if n < 2 or rows < 2 or (axes == (arr.ndim - 1,) and arr.flags.c_contiguous):
-        return None  # (the common case: rows along memory, for the row kernels)
-    view = rows_view(arr, axes, rows, n)
-    if view is not None:
-        return view.T[None] if view.strides[0] == view.itemsize else None
-    if axes != tuple(range(axes[0], axes[-1] + 1)):
-        return None
-    b = math.prod(arr.shape[axes[-1] + 1:])
-    if b < 2:
-        return None
-    view = reshaped_view(arr, (rows // b, n, b))
-    return view if view is not None and view.strides[2] == view.itemsize else None
+        _run(_FAST, rows, n, int(kind), x2, out2, res, sign, temperature)
 
 
 #: Arrays with no 2-D view are processed slab by slab along their first axis
@@ -239,8 +199,21 @@ def _sub_axes(axes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(a - 1 for a in axes)
 
 
+def columns_match_rows(kind: Kind, dtype: np.dtype, n: int) -> bool:
+    """Whether the column kernels give the row kernels' bits for rows of
+    ``n`` elements.  They sum in the row kernels' order for float32 rows
+    (but float32 softmax rows of ``LONG_ROW`` elements or more, whose sums
+    are chunked) and float64 rows of at most ``SHORT_ROW`` elements; in
+    another order for longer float64 rows.  Rows across memory that they
+    cannot take are copied into rows along memory instead, so that a row
+    gives the same bits on every route (tests/test_invariance.py)."""
+    if dtype.itemsize == 8:
+        return n <= SHORT_ROW
+    return n < LONG_ROW or kind is not Kind.SOFTMAX
+
+
 def run_rowwise(
-    kind: str,
+    kind: Kind,
     x: np.ndarray,
     out: np.ndarray,
     axes: tuple[int, ...],
@@ -256,11 +229,12 @@ def run_rowwise(
     rows, n = rows_shape(x.shape, axes)
     if rows * n == 0:
         return
-    x3 = None if mask is not None else across_view(x, axes, rows, n)
+    across = mask is None and columns_match_rows(kind, x.dtype, n)
+    x3 = across_view(x, axes, rows, n) if across else None
     o3 = None if x3 is None else x3 if out is x else across_view(out, axes, rows, n)
     if o3 is not None and o3.shape == x3.shape:  # (out may split into other slabs)
         unused = none(x.dtype)
-        _run(_COLUMNS, rows, n, _KIND[kind], read_only(x3), o3, unused, unused, temperature)
+        _run(_COLUMNS, rows, n, int(kind), read_only(x3), o3, unused, unused, temperature)
         return
     if _by_slabs(axes, rows, n, x, out, mask):
         for i in range(x.shape[0]):
@@ -285,7 +259,7 @@ def run_rowwise(
     x2 = read_only(x2)
     if m2 is None:
         unused = none(x2.dtype)
-        run_rows(_KIND[kind], x2, o2, unused, unused, temperature)
+        run_rows(kind, x2, o2, unused, unused, temperature)
     else:
         _run(_MASKED[kind], rows, n, x2, o2, temperature, m2)
     if staged:
@@ -311,9 +285,11 @@ def run_logsumexp(
         res.fill(-np.inf)
         sign.fill(0.0)
         return
-    x3 = None if b is not None or mask is not None else across_view(x, axes, rows, n)
+    across = b is None and mask is None and columns_match_rows(Kind.LOGSUMEXP, x.dtype, n)
+    x3 = across_view(x, axes, rows, n) if across else None
     if x3 is not None:
-        _run(_COLUMNS, rows, n, 2, read_only(x3), _NO_OUT3[x.dtype], res, sign, 1.0)
+        _run(_COLUMNS, rows, n, int(Kind.LOGSUMEXP), read_only(x3), _NO_OUT3[x.dtype], res, sign,
+             1.0)
         return
     if _by_slabs(axes, rows, n, x, b, mask):
         res_i = res.reshape(x.shape[0], -1)
@@ -326,6 +302,6 @@ def run_logsumexp(
     b2 = None if b is None else rows_input(b, axes, rows, n)
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
     if b2 is None and m2 is None:
-        run_rows(2, x2, no_out(x2.dtype), res, sign)
+        run_rows(Kind.LOGSUMEXP, x2, no_out(x2.dtype), res, sign)
     else:
-        _run(_MASKED["logsumexp"], rows, n, x2, b2, res, sign, m2)
+        _run(_MASKED[Kind.LOGSUMEXP], rows, n, x2, b2, res, sign, m2)

@@ -1,8 +1,8 @@
 """The public functions: ``softmax``, ``log_softmax`` and ``logsumexp``.
 
-These wrappers normalise the arguments (:mod:`softjit._normalize`), choose
+These wrappers normalise the arguments (:mod:`softjit._validate`), choose
 the dtype the kernels run in, allocate or check the output, and hand the
-work to the row kernels (:mod:`softjit._dispatch`), or to the numpy
+work to the row kernels (:mod:`softjit._run`), or to the numpy
 implementation for complex input (:mod:`softjit._complex`).
 """
 
@@ -14,17 +14,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _complex, _fastrows, _memory
-from ._dispatch import (
-    no_out,
-    none,
-    rows_shape,
-    run_logsumexp,
-    run_rows,
-    run_rowwise,
-    same_layout,
-)
-from ._normalize import (
+from . import _complex
+from ._layout import rows_shape, same_layout
+from ._options import PARALLEL_MIN_ELEMENTS
+from ._run import no_out, none, run_logsumexp, run_rows, run_rowwise
+from ._validate import (
     as_array,
     as_mask,
     check_out,
@@ -33,7 +27,8 @@ from ._normalize import (
     normalize_axis,
     result_dtype,
 )
-from ._options import PARALLEL_MIN_ELEMENTS
+from .kernels import rows as row_kernels
+from .kernels.kinds import Kind
 
 AxisLike = int | tuple[int, ...] | None
 
@@ -49,9 +44,9 @@ _F64 = np.dtype(np.float64)
 _ndarray = np.ndarray
 
 
-def _last_axis(kind: int, x: Any) -> Any:
-    """The common call, with the least Python overhead: softmax (kind 0),
-    log_softmax (1) or logsumexp (2) along the last axis with default
+def _last_axis(kind: Kind, x: Any) -> Any:
+    """The common call, with the least Python overhead: softmax,
+    log_softmax or logsumexp (``kind``) along the last axis with default
     options of a writable, aligned, C-contiguous native float32/float64
     ndarray of at least one dimension and one element.  Small arrays
     (fewer than ``PARALLEL_MIN_ELEMENTS`` elements, so rows shorter than
@@ -75,29 +70,29 @@ def _last_axis(kind: int, x: Any) -> Any:
     n = shape[-1]
     if size >= PARALLEL_MIN_ELEMENTS:
         return _large_last_axis(kind, x, dt, shape, size // n, n)
-    if kind == 2:
+    if kind is Kind.LOGSUMEXP:
         res = np.empty(size // n, dt)
-        _fastrows.small_logsumexp_into(x if len(shape) <= 2 else x.reshape(-1, n), res,
+        row_kernels.small_logsumexp_into(x if len(shape) <= 2 else x.reshape(-1, n), res,
                                        no_out(dt))
         return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
     out = np.empty(shape, dt)
     if len(shape) <= 2:
-        _fastrows.small_rows_into(kind, x, out)
+        row_kernels.small_rows_into(int(kind), x, out)
     else:
-        _fastrows.small_rows_into(kind, x.reshape(-1, n), out.reshape(-1, n))
+        row_kernels.small_rows_into(int(kind), x.reshape(-1, n), out.reshape(-1, n))
     return out
 
 
-def _large_last_axis(kind: int, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
+def _large_last_axis(kind: Kind, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
                      rows: int, n: int) -> Any:
     """:func:`_last_axis` for arrays of at least ``PARALLEL_MIN_ELEMENTS``."""
     x2 = x.reshape(rows, n)
     x2.flags.writeable = False  # (a view: as the kernels always see their input)
-    if kind == 2:
+    if kind is Kind.LOGSUMEXP:
         res = np.empty(rows, dt)
-        run_rows(2, x2, no_out(dt), res, np.empty(rows, dt), 1.0, True)
+        run_rows(kind, x2, no_out(dt), res, np.empty(rows, dt), 1.0, True)
         return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
-    out = _memory.empty(shape, dt) if x.nbytes >= _memory.POOL_MIN_BYTES else np.empty(shape, dt)
+    out = np.empty(shape, dt)
     unused = none(dt)
     run_rows(kind, x2, out.reshape(rows, n), unused, unused, 1.0, True)
     return out
@@ -115,7 +110,7 @@ def _as_rows_input(x: ArrayLike, axis: Any) -> tuple[np.ndarray, np.ndarray, tup
 
 
 def _softmax_family(
-    kind: str,
+    kind: Kind,
     x: ArrayLike,
     axis: AxisLike,
     temperature: float,
@@ -124,9 +119,9 @@ def _softmax_family(
     dtype: DTypeLike,
 ) -> np.ndarray:
     if _is_dask_array(x) or _is_dask_array(where):
-        from . import _dask
+        from .integrations import dask as dask_arrays
 
-        return _dask.softmax_like(kind, x, axis, temperature, where, out, dtype)
+        return dask_arrays.softmax_like(kind, x, axis, temperature, where, out, dtype)
     arr, work, axes = _as_rows_input(x, axis)
     t = check_temperature(temperature)
     res_dt = result_dtype(arr.dtype, dtype)
@@ -145,7 +140,7 @@ def _softmax_family(
     private = work.dtype != k_dt  # computed in place in a converted copy
     xk = work
     if private:
-        xk = _memory.empty_like(work, k_dt)
+        xk = np.empty_like(work, k_dt)
         np.copyto(xk, work, casting="unsafe")
     res = None if out is None else out.reshape(work.shape)
 
@@ -159,7 +154,7 @@ def _softmax_family(
 
     # Compute in the kernel dtype: in place in a private copy of x when
     # there is one, else in a new array; cast to the result dtype at the end.
-    target = xk if private else _memory.empty_like(xk)
+    target = xk if private else np.empty_like(xk)
     run_rowwise(kind, xk, target, axes, t, mask)
     if res is not None:
         np.copyto(res, target, casting="unsafe")
@@ -264,10 +259,10 @@ def softmax(
     """
     if (type(axis) is int and axis == -1 and where is out is dtype is None
             and type(temperature) is float and temperature == 1.0):
-        res = _last_axis(0, x)
+        res = _last_axis(Kind.SOFTMAX, x)
         if res is not None:
             return res
-    return _softmax_family("softmax", x, axis, temperature, where, out, dtype)
+    return _softmax_family(Kind.SOFTMAX, x, axis, temperature, where, out, dtype)
 
 
 def log_softmax(
@@ -333,10 +328,10 @@ def log_softmax(
     """
     if (type(axis) is int and axis == -1 and where is out is dtype is None
             and type(temperature) is float and temperature == 1.0):
-        res = _last_axis(1, x)
+        res = _last_axis(Kind.LOG_SOFTMAX, x)
         if res is not None:
             return res
-    return _softmax_family("log_softmax", x, axis, temperature, where, out, dtype)
+    return _softmax_family(Kind.LOG_SOFTMAX, x, axis, temperature, where, out, dtype)
 
 
 def logsumexp(
@@ -402,13 +397,13 @@ def logsumexp(
     """
     if (type(axis) is int and axis == -1 and b is where is out is dtype is None
             and not keepdims and not return_sign):
-        res = _last_axis(2, x)
+        res = _last_axis(Kind.LOGSUMEXP, x)
         if res is not None:
             return res
     if _is_dask_array(x) or _is_dask_array(b):
-        from . import _dask
+        from .integrations import dask as dask_arrays
 
-        return _dask.logsumexp(x, axis, b, keepdims, return_sign, where, out, dtype)
+        return dask_arrays.logsumexp(x, axis, b, keepdims, return_sign, where, out, dtype)
     arr = as_array(x)
     barr = None
     if b is not None:

@@ -13,9 +13,9 @@ matplotlib, which softjit does not require).
 
 Examples
 --------
->>> from softjit import _bench
->>> cases = [c for c in _bench.default_grid("tiny") if c.label == "softmax 1x16 float64"]
->>> result = _bench.run(cases, only={"softjit", "numpy"}, repeats=1)
+>>> from softjit.cli import bench
+>>> cases = [c for c in bench.default_grid("tiny") if c.label == "softmax 1x16 float64"]
+>>> result = bench.run(cases, only={"softjit", "numpy"}, repeats=1)
 >>> [sorted(r["seconds"]) for r in result.records]
 [['copy', 'numpy', 'softjit']]
 """
@@ -40,7 +40,7 @@ from typing import IO, Any
 import numpy as np
 
 import softjit
-from softjit import _reference as ref
+from softjit.cli import reference as ref
 
 OPS = ("softmax", "softmax_inplace", "log_softmax", "logsumexp", "cross_entropy_with_grad")
 
@@ -395,7 +395,7 @@ def environment() -> dict[str, Any]:
             "python": platform.python_version(), "machine": platform.machine(),
             "cpu": _cpu_name(), "cores": os.cpu_count(), "numpy": np.__version__,
             "numba": numba.__version__, "threading_layer": layer,
-            "threads": numba.get_num_threads(), "cache_dir": _cache_dir()}
+            "threads": numba.get_num_threads(), "cache_dir": cache_dir()}
     for dist in ("scipy", "torch", "jax"):
         try:
             info[dist] = importlib.metadata.version(dist)
@@ -438,7 +438,7 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _cache_dir() -> str:
+def cache_dir() -> str:
     """Where numba caches softjit's kernels (numba picks it per package)."""
     import numba
 

@@ -27,9 +27,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import _fastrows
-from ._options import PARALLEL, PARALLEL_LOCK, PARALLEL_MIN_ELEMENTS, SERIAL, parallel_allowed
-from ._rows import mask_row as row_of  # row r of a 2-D array, or None (numba only)
+from .._options import PARALLEL, SERIAL
+from . import steps
+from .exact import mask_row as row_of  # row r of a 2-D array, or None (numba only)
 
 # ---------------------------------------------------------------------------
 # Softmax derivatives
@@ -291,12 +291,12 @@ def cross_entropy_index_row(x, y, scale, grad, scratch):
     float64 ``scratch`` row; special rows go to :func:`cross_entropy_row`.
     """
     if y >= 0 and x.shape[0] > 0:
-        m = _fastrows.row_max(x)
+        m = steps.row_max(x)
         if -np.inf < m < np.inf:
-            s, k = _fastrows.exp_sums(x, m, 1.0, scratch)
+            s, k = steps.exp_sums(x, m, 1.0, scratch)
             if s == s:
                 if grad is not None:
-                    _fastrows.scale_into(scratch[:x.shape[0]], scale / (s + k), grad)
+                    steps.scale_into(scratch[:x.shape[0]], scale / (s + k), grad)
                     grad[y] = np.float64(grad[y]) - scale
                 return (m - np.float64(x[y])) + math.log1p(s + (k - 1))
     return cross_entropy_row(x, None, y, None, 0.0, scale, None, grad)
@@ -306,18 +306,18 @@ def cross_entropy_index_row(x, y, scale, grad, scratch):
 def cross_entropy_index_rows_range(x, y, scale, loss, grad, lo, hi):
     n = x.shape[1]
     scratch = np.empty(n)
-    xbuf = _fastrows.row_buffer(x, n)
+    xbuf = steps.row_buffer(x, n)
     if grad is None:
         for r in range(lo, hi):
-            loss[r] = cross_entropy_index_row(_fastrows.unit_row(x[r], xbuf), y[r], scale,
+            loss[r] = cross_entropy_index_row(steps.unit_row(x[r], xbuf), y[r], scale,
                                               None, scratch)
     else:
-        gbuf = _fastrows.row_buffer(grad, n)
+        gbuf = steps.row_buffer(grad, n)
         for r in range(lo, hi):
-            g = _fastrows.unit_row(grad[r], gbuf)
-            loss[r] = cross_entropy_index_row(_fastrows.unit_row(x[r], xbuf), y[r], scale, g,
+            g = steps.unit_row(grad[r], gbuf)
+            loss[r] = cross_entropy_index_row(steps.unit_row(x[r], xbuf), y[r], scale, g,
                                               scratch)
-            _fastrows.write_back(grad[r], g)
+            steps.write_back(grad[r], g)
 
 
 @njit(**SERIAL)
@@ -344,10 +344,10 @@ def cross_entropy_label_row(x, label, grad):
         return np.nan
     scratch = np.empty(x.shape[0])
     if grad is None:
-        return cross_entropy_index_row(_fastrows.as_unit(x), label, 1.0, None, scratch)
-    g = _fastrows.as_unit(grad)
-    loss = cross_entropy_index_row(_fastrows.as_unit(x), label, 1.0, g, scratch)
-    _fastrows.write_back(grad, g)
+        return cross_entropy_index_row(steps.as_unit(x), label, 1.0, None, scratch)
+    g = steps.as_unit(grad)
+    loss = cross_entropy_index_row(steps.as_unit(x), label, 1.0, g, scratch)
+    steps.write_back(grad, g)
     return loss
 
 
@@ -469,30 +469,3 @@ def multi_margin_gufunc_row(x, y, margin):
     if y < 0 or y >= x.shape[0]:
         return np.nan
     return multi_margin_row(x, y, 1, np.float64(margin), 1.0, 1.0, None)
-
-
-# ---------------------------------------------------------------------------
-# Serial or parallel
-# ---------------------------------------------------------------------------
-
-
-def run_drivers(serial, parallel, rows: int, work: int, *args) -> None:
-    """Call ``parallel(*args)`` when there are several rows, ``work``
-    (elements touched) reaches the parallel threshold and no other thread
-    is inside a parallel kernel; else ``serial(*args)``.
-
-    The same policy as :func:`softjit._dispatch.run_rowwise`, for any
-    serial/parallel driver pair.
-    """
-    if (
-        rows > 1
-        and work >= PARALLEL_MIN_ELEMENTS
-        and parallel_allowed()
-        and PARALLEL_LOCK.acquire(blocking=False)
-    ):
-        try:
-            parallel(*args)
-        finally:
-            PARALLEL_LOCK.release()
-    else:
-        serial(*args)

@@ -1,50 +1,31 @@
 """Derivatives of softmax and log_softmax: VJP, JVP and the Jacobian.
 
 The public functions normalise their arguments with
-:mod:`softjit._normalize`, view the arrays as ``(rows, n)`` with
-:mod:`softjit._dispatch` and run the row kernels of
-:mod:`softjit._grad_rows`.
+:mod:`softjit._validate`, view the arrays as ``(rows, n)`` with
+:mod:`softjit._run` and run the row kernels of
+:mod:`softjit.kernels.gradients`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _grad_rows, _memory
-from ._dispatch import moved_last, rows_input, rows_shape, rows_view, same_layout
-from ._normalize import (
-    as_array,
+from ._layout import empty_rows_layout, moved_last, rows_input, rows_shape, rows_view, same_layout
+from ._run import run_drivers
+from ._validate import (
     as_mask,
     check_out,
     kernel_dtype,
     normalize_axis,
+    real_array,
     result_dtype,
 )
+from .kernels import gradients as grad_kernels
 
 AxisLike = int | tuple[int, ...] | None
 
 __all__ = ["log_softmax_vjp", "softmax_jacobian", "softmax_jvp", "softmax_vjp"]
-
-
-def real_array(x: Any, name: str, fn: str) -> np.ndarray:
-    """``x`` as a real (bool, integer or float) array; complex is refused."""
-    arr = as_array(x, name)
-    if arr.dtype.kind == "c":
-        raise TypeError(f"{fn} does not support complex input; {name} has dtype {arr.dtype}")
-    return arr
-
-
-def empty_rows_layout(shape: tuple[int, ...], axes: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialised array of ``shape`` whose memory has ``axes`` last, so
-    that it always has a ``(rows, n)`` view (C-contiguous when ``axes`` are
-    the trailing axes)."""
-    keep = [a for a in range(len(shape)) if a not in axes]
-    order = keep + list(axes)
-    buf = _memory.empty([shape[a] for a in order], dtype)
-    return buf.transpose(np.argsort(order))
 
 
 def _detach(arr: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -55,10 +36,10 @@ def _detach(arr: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 _PAIR_DRIVERS = {
-    "softmax_vjp": (_grad_rows.softmax_vjp_rows_serial, _grad_rows.softmax_vjp_rows_parallel),
+    "softmax_vjp": (grad_kernels.softmax_vjp_rows_serial, grad_kernels.softmax_vjp_rows_parallel),
     "log_softmax_vjp": (
-        _grad_rows.log_softmax_vjp_rows_serial,
-        _grad_rows.log_softmax_vjp_rows_parallel,
+        grad_kernels.log_softmax_vjp_rows_serial,
+        grad_kernels.log_softmax_vjp_rows_parallel,
     ),
 }
 
@@ -84,7 +65,7 @@ def _run_pair(
     if staged:
         o2 = np.empty((rows, n), out.dtype)
     serial, parallel = _PAIR_DRIVERS[kind]
-    _grad_rows.run_drivers(serial, parallel, rows, rows * n, a2, b2, o2, m2)
+    run_drivers(serial, parallel, rows, rows * n, a2, b2, o2, m2)
     if staged:
         moved_out = moved_last(out, axes)
         np.copyto(moved_out, o2.reshape(moved_out.shape))
@@ -368,9 +349,9 @@ def softmax_jacobian(y: ArrayLike, axis: AxisLike = -1) -> np.ndarray:
     res = np.empty((rows, n, n), k_dt)
     if rows * n:
         y2 = rows_input(work.astype(k_dt, copy=False), axes, rows, n)
-        _grad_rows.run_drivers(
-            _grad_rows.softmax_jacobian_rows_serial,
-            _grad_rows.softmax_jacobian_rows_parallel,
+        run_drivers(
+            grad_kernels.softmax_jacobian_rows_serial,
+            grad_kernels.softmax_jacobian_rows_parallel,
             rows,
             rows * n * n,
             y2,

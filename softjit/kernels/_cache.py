@@ -30,17 +30,18 @@ different processes follow one another.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import pkgutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from types import ModuleType
 from typing import Any
 
 from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
 
-from ._options import CACHE
+from .._options import CACHE
 
 try:
     import fcntl
@@ -105,18 +106,38 @@ def build_lock(core: Callable[..., object]) -> Iterator[None]:
         yield
 
 
-def guard_cache_saves(*modules: ModuleType) -> None:
-    """Make the cache writes of the compiled functions of ``modules`` hold
-    the file lock ``SAVE_LOCK_NAME`` of their cache directory.
+def compiled_functions(package: str) -> Iterator[CPUDispatcher]:
+    """Every numba dispatcher defined at module level in ``package`` and
+    its submodules (imported here if they were not)."""
+    root = importlib.import_module(package)
+    names = [package] + [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]
+    for name in names:
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == name:
+                yield obj
 
-    (numba calls ``save_overload`` on a function's cache after compiling
-    it; the wrapper takes the lock around that call.  Loading is not
-    locked: numba replaces each file in one step.)
+
+def guard_cache_saves(package: str) -> None:
+    """Make the cache writes of every compiled function of ``package``
+    (:func:`compiled_functions`) hold the file lock ``SAVE_LOCK_NAME`` of
+    their cache directory.
+
+    numba offers no public hook around a cache write: this wraps the
+    ``save_overload`` method of each dispatcher's cache object (numba calls
+    it after compiling), the one place where softjit touches a private
+    numba attribute; :func:`is_guarded` tells whether it is in force.
+    Loading is not locked: numba replaces each file in one step.
     """
-    for module in modules:
-        for dispatcher in vars(module).values():
-            if isinstance(dispatcher, CPUDispatcher):
-                _guard(dispatcher)
+    for dispatcher in compiled_functions(package):
+        _guard(dispatcher)
+
+
+def is_guarded(dispatcher: Any) -> bool:
+    """Whether cache writes of ``dispatcher`` take the save lock (always
+    False when nothing is cached to disk or ``flock`` does not exist)."""
+    save = getattr(getattr(dispatcher, "_cache", None), "save_overload", None)
+    return bool(getattr(save, "locked", False))
 
 
 def _guard(dispatcher: Any) -> None:

@@ -1,0 +1,1 @@
+"""``python -m softjit``: the self-check, the benchmark and ``warm``."""

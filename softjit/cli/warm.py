@@ -1,0 +1,219 @@
+"""``python -m softjit warm``: compile every kernel into numba's cache.
+
+numba compiles a kernel on its first call and stores the machine code in
+its on-disk cache (``NUMBA_CACHE_DIR``, else beside the package or in the
+user's cache directory); later processes load it in milliseconds.  A
+container image, a cluster's shared install or a CI cache can be prepared
+once with ``python -m softjit warm``: it calls every public function on
+small inputs chosen so that each kernel route runs once in each dtype it
+serves (rows short, medium and long; along and across memory; serial and
+multi-threaded; masked, weighted, in place), and builds every gufunc.
+Afterwards a fresh process's first call of any public function loads its
+kernels instead of compiling them.
+
+Examples
+--------
+>>> [step.label for step in steps()][:3]
+['softmax family float32: small arrays', 'softmax family float32: rows along memory', \
+'softmax family float32: rows across memory']
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, NamedTuple
+
+import numpy as np
+
+import softjit
+from softjit import _run
+
+DTYPES = ("float32", "float64")
+
+
+class Step(NamedTuple):
+    """One group of calls, shown as one line of the progress bar."""
+
+    label: str
+    run: Callable[[], None]
+
+
+def _data(dtype: str, *shape: int) -> np.ndarray:
+    return np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+
+
+def _family(x: np.ndarray, axis: int = -1) -> None:
+    """softmax, log_softmax and logsumexp of ``x`` with each option that
+    selects its own kernel: plain, masked, weighted, signed, in place."""
+    mask = x > -1.0
+    for fn in (softjit.softmax, softjit.log_softmax):
+        fn(x, axis)
+        fn(x, axis, temperature=2.0)
+        fn(x, axis, where=mask)
+        y = x.copy()
+        fn(y, axis, out=y)
+    softjit.logsumexp(x, axis)
+    softjit.logsumexp(x, axis, where=mask)
+    softjit.logsumexp(x, axis, b=np.abs(x), return_sign=True)
+    softjit.logsumexp(x, axis, b=x, return_sign=True)
+
+
+def _small(dtype: str) -> None:
+    for n in (2, 10, 64, 200, 2000):
+        x = _data(dtype, 3, n)
+        _family(x)
+        _family(x[0])
+        _family(x[:, ::2])
+        _family(x, 0)
+
+
+def _along(dtype: str) -> None:
+    for rows, n in ((20000, 10), (2000, 64), (400, 200), (40, 3000), (2, 40000), (1, 70000)):
+        _family(_data(dtype, rows, n))
+    x = _data(dtype, 1000, 60)
+    _family(x[:, ::2])
+
+
+def _across(dtype: str) -> None:
+    for rows, n in ((300, 10), (300, 200), (4, 40000)):
+        x = _data(dtype, n, rows)
+        _family(x, 0)
+        _family(np.asfortranarray(x.T))
+    _family(_data(dtype, 4, 50, 300), 1)
+    _family(_data(dtype, 100, 30, 40), (1, 2))
+
+
+def _along_and_across(dtype: str) -> None:
+    _along(dtype)
+    _across(dtype)
+
+
+def _layouts(x: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+    """``x`` in the layouts that type the kernels' arrays differently:
+    C-ordered, Fortran-ordered, strided, and its rows across memory."""
+    yield x, -1
+    yield np.asfortranarray(x), -1
+    yield x[:, ::2], -1
+    yield np.ascontiguousarray(x.T), 0
+
+
+def _derivatives(dtype: str) -> None:
+    for shape in ((3, 10), (3, 200), (2000, 64), (300, 300)):
+        for x, axis in _layouts(_data(dtype, *shape)):
+            y = softjit.softmax(x, axis)
+            g = np.ones_like(x)
+            mask = x > -1.0
+            for fn in (softjit.softmax_vjp, softjit.softmax_jvp):
+                fn(y, g, axis)
+                fn(y, g, axis, where=mask)
+            logp = softjit.log_softmax(x, axis)
+            softjit.log_softmax_vjp(logp, g, axis)
+            softjit.log_softmax_vjp(logp, g, axis, where=mask)
+            softjit.softmax_jacobian(y[:4, :32] if axis == -1 else y[:32, :4], axis)
+
+
+def _losses(dtype: str) -> None:
+    for rows, n in ((3, 10), (3, 200), (4000, 10), (300, 300)):
+        labels = np.arange(rows) % n
+        for x, axis in _layouts(_data(dtype, rows, n)):
+            labels_here = labels if x.shape[axis] == n else labels[: x.shape[0]] % x.shape[1]
+            probs = softjit.softmax(x * 0.5, axis)
+            for fn in (softjit.cross_entropy, softjit.cross_entropy_with_grad):
+                fn(x, labels_here, axis)
+                fn(x, labels_here, axis, label_smoothing=0.1, ignore_index=1,
+                   weight=np.linspace(0.5, 1.5, x.shape[axis]))
+                fn(x, probs, axis)
+                fn(x, labels_here, axis, where=x > -1.0)
+            for fn in (softjit.margin_ranking_loss, softjit.margin_ranking_loss_with_grad):
+                fn(x, axis=axis)
+                fn(x, 0.5, 1, axis, "none")
+            for fn in (softjit.multi_margin_loss, softjit.multi_margin_loss_with_grad):
+                fn(x, labels_here, axis=axis)
+                fn(x, labels_here, 2, 0.5, np.linspace(0.5, 1.5, x.shape[axis]), axis=axis)
+
+
+def _self_check() -> None:
+    from softjit.cli import check
+
+    check.run_all()
+
+
+def _conversions() -> None:
+    for x in (np.arange(12).reshape(3, 4), np.linspace(-1, 1, 12, dtype=np.float16),
+              np.linspace(-1, 1, 12).astype(">f8")):
+        softjit.softmax(x)
+        softjit.log_softmax(x)
+        softjit.logsumexp(x)
+
+
+def _serially(work: Callable[[], None]) -> Callable[[], None]:
+    """``work`` with the parallel lock held, so that every call runs the
+    serial drivers (as callers do while another thread is inside a
+    parallel kernel, e.g. under dask's threaded scheduler)."""
+
+    def run() -> None:
+        with _run.PARALLEL_LOCK:
+            work()
+
+    return run
+
+
+def _gufuncs() -> None:
+    from softjit import gufuncs
+
+    for name in gufuncs.__all__:
+        getattr(gufuncs, name)
+
+
+def steps() -> list[Step]:
+    """The warm-up steps, in order."""
+    out = []
+    for dt in DTYPES:
+        out += [
+            Step(f"softmax family {dt}: small arrays", lambda dt=dt: _small(dt)),
+            Step(f"softmax family {dt}: rows along memory", lambda dt=dt: _along(dt)),
+            Step(f"softmax family {dt}: rows across memory", lambda dt=dt: _across(dt)),
+            Step(f"softmax family {dt}: serial drivers",
+                 _serially(lambda dt=dt: _along_and_across(dt))),
+            Step(f"derivatives {dt}", lambda dt=dt: _derivatives(dt)),
+            Step(f"derivatives {dt}: serial drivers", _serially(lambda dt=dt: _derivatives(dt))),
+            Step(f"losses {dt}", lambda dt=dt: _losses(dt)),
+            Step(f"losses {dt}: serial drivers", _serially(lambda dt=dt: _losses(dt))),
+        ]
+    out += [Step("other input dtypes", _conversions), Step("gufuncs", _gufuncs),
+            Step("the self-check's inputs", _self_check),
+            Step("the self-check's inputs: serial drivers", _serially(_self_check))]
+    return out
+
+
+def cache_path() -> str:
+    """The directory where numba caches the row kernels."""
+    from softjit.kernels import rows
+
+    return str(rows.rows_serial.stats.cache_path)
+
+
+def _bar(done: int, total: int, text: str, elapsed: float, width: int = 20) -> str:
+    filled = width * done // max(total, 1)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text} ({elapsed:.0f} s)"
+
+
+def warm(stream: IO[str] | None = None, only: Iterator[Step] | None = None) -> float:
+    """Run every warm-up step (or those of ``only``), drawing a progress bar
+    on ``stream`` (default stderr); return the elapsed seconds."""
+    stream = sys.stderr if stream is None else stream
+    todo = steps() if only is None else list(only)
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    t0 = time.perf_counter()
+    for i, step in enumerate(todo):
+        line = _bar(i, len(todo), step.label, time.perf_counter() - t0)
+        stream.write(("\r\x1b[K" + line) if tty else line + "\n")
+        stream.flush()
+        step.run()
+    elapsed = time.perf_counter() - t0
+    line = _bar(len(todo), len(todo), "done", elapsed)
+    stream.write(("\r\x1b[K" + line + "\n") if tty else line + "\n")
+    stream.flush()
+    return elapsed

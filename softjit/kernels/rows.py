@@ -1,0 +1,292 @@
+"""Vectorized kernels for rows without a mask.
+
+Per row, passes while the row is in cache:
+
+1. ``m = max(x)``, vectorized (:func:`softjit.kernels._llvm.max_no_nan`);
+2. one fused pass: ``e = exp((x - m) / t)`` into a float64 scratch row,
+   its sum (float64 rows: blocks of vectorized partial sums joined by a
+   compensated sum), and the maximum of the *next* row, whose reading from
+   memory then overlaps the ``exp`` arithmetic (so step 1 is done once,
+   for the first row of a block);
+3. ``out = e * (1 / sum)``, rounded once to the output dtype; for float64
+   the sum is taken again from ``e``, exact to about one rounding
+   (:func:`lane_sum`, :func:`seq_sum`), and ``1 / sum`` from that
+   double-double: the largest entries are ``1 / sum``, where the blocked
+   sum's error of an ulp or two would show doubled.  (Long rows keep their
+   chunked sums.)
+
+All arithmetic is float64: float32 rows use a shorter ``exp`` that is
+exact enough for float32 results (:mod:`softjit.kernels.primitives`).  log_softmax and
+logsumexp need the sum of the terms below the maximum apart from the
+count of entries equal to it, so that ``log1p`` of the exact remainder
+keeps the largest entry's tiny negative value: float64 rows and float32
+rows of at most ``SHORT_ROW`` elements sum them apart; longer float32 rows
+sum every term and take ``sum - 1`` when that is large enough
+(:func:`exp_sum_below`; long rows: :func:`second_mode`).  softmax sums
+every term.
+
+A row whose maximum is not finite, or whose sum is NaN (a NaN entry), is
+recomputed by the exact scalar kernels of :mod:`softjit.kernels.exact`, which own
+the special-value rules.  Rows of at least ``LONG_ROW`` elements are
+processed in chunks split across threads (an online max and sum, for a
+few float32 rows a second one, then a pass that recomputes ``exp``), so
+no scratch row leaves the cache.
+
+Rows that are not unit-stride are copied into a buffer first; ``out``
+may be ``x`` itself (in place) — the in-place loops take one array, so
+that LLVM need not prove two arrays disjoint before vectorizing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .._options import (
+    LONG_ROW,
+    PARALLEL,
+    SERIAL,
+    SHORT_ROW,
+)
+from . import exact as exact_rows
+from ._llvm import (
+    line_view,
+    read_only_view,
+    span_view,
+)
+from .kinds import Kind
+from .long_rows import (
+    long_row,
+)
+from .primitives import (
+    log1p_pos,
+    reciprocal2,
+)
+from .short_rows import (
+    short_rows_serial,
+)
+from .steps import (
+    exp_sum_below,
+    exp_sum_block,
+    lane_scratch,
+    lane_sum,
+    logsumexp_value,
+    row_buffer,
+    row_max,
+    row_scratch,
+    row_sums,
+    scale_into,
+    seq_sum,
+    shift_inplace,
+    shift_into,
+    stream_scale_into,
+    streams,
+    unit_row,
+    write_back,
+)
+
+# ------------------------------------------------------------------ rows
+
+
+@njit(**SERIAL)
+def softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
+    """softmax of a unit-stride row shorter than ``LONG_ROW`` into ``out``
+    (may be ``x``), given ``m = row_max(x)``; returns ``row_max(nxt)``.
+    ``stream``: write ``out`` with streaming stores.  ``scratch``: from
+    :func:`row_scratch` (float64 rows are summed by :func:`lane_sum`)."""
+    if -np.inf < m < np.inf:
+        # One block: float32 rows longer than SHORT_ROW are summed so by
+        # exp_sum too; shorter ones again in row_sums' order below; float64
+        # rows by lane_sum or seq_sum (this sum only shows a NaN).
+        s, _, mn = exp_sum_block(x, m, inv_t, scratch, nxt, False)
+        if s == s:
+            n = x.shape[0]
+            if x.itemsize == 8:  # 1 / sum within about half an ulp (see lane_sum)
+                r = reciprocal2(*(seq_sum(scratch, n) if n <= SHORT_ROW
+                                  else lane_sum(lane_scratch(scratch, n), n)))
+            else:
+                if n <= SHORT_ROW:
+                    s, _ = row_sums(x, scratch, m, False)
+                r = 1.0 / s
+            if stream:
+                stream_scale_into(scratch, r, out)
+            else:
+                scale_into(scratch, r, out)
+            return mn
+    exact_rows.softmax_row(x, out, t, None)
+    return row_max(nxt)
+
+
+@njit(**SERIAL)
+def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
+    """log_softmax as :func:`softmax_row_m`: ``log1p`` of the sum of the
+    terms below the maximum (plus the count of the others, less one) keeps
+    the largest entry's tiny negative value."""
+    if -np.inf < m < np.inf:
+        s, k, mn = exp_sum_below(x, m, inv_t, scratch, nxt)
+        if s == s:
+            lse = log1p_pos(s + (k - 1.0))
+            if x.ctypes.data == out.ctypes.data:
+                shift_inplace(out, m, inv_t, lse)
+            elif stream:
+                buf = span_view(scratch, 0, x.shape[0])  # scratch is longer than the row
+                shift_into(x, m, inv_t, lse, buf)
+                stream_scale_into(buf, 1.0, out)
+            else:
+                shift_into(x, m, inv_t, lse, out)
+            return mn
+    exact_rows.log_softmax_row(x, out, t, None)
+    return row_max(nxt)
+
+
+@njit(**SERIAL)
+def rowwise(kind, x, out, t, inv_t, scratch):
+    """softmax or log_softmax (``kind``) of a unit-stride row of any
+    length into ``out`` (may be ``x``)."""
+    n = x.shape[0]
+    stream = streams(x, out)
+    if n >= LONG_ROW:
+        long_row(kind, x, out, t, inv_t, stream)
+    elif n > 0 and kind == Kind.SOFTMAX:
+        softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, stream)
+    elif n > 0:
+        log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, stream)
+
+
+@njit(**SERIAL)
+def logsumexp_row_m(x, scratch, m, nxt):
+    """``(logsumexp(x), sign, row_max(nxt))`` of a unit-stride row shorter
+    than ``LONG_ROW``, given ``m = row_max(x)`` (float32 precision as in
+    :func:`logsumexp_value`)."""
+    if -np.inf < m < np.inf:
+        s, k, mn = exp_sum_below(x, m, 1.0, scratch, nxt, False)
+        if s == s:
+            return logsumexp_value(x, np.int64(0), x.shape[0], m, s, k), 1.0, mn
+    res, sign = exact_rows.logsumexp_row(x, None)
+    return res, sign, row_max(nxt)
+
+
+@njit(**SERIAL)
+def logsumexp_row(x, scratch):
+    """``(logsumexp(x), sign)`` of a unit-stride row."""
+    n = x.shape[0]
+    if n >= LONG_ROW:
+        # No literal arguments: each would compile a second long_row (the
+        # last argument is False: an empty output never streams).
+        return long_row(np.int64(Kind.LOGSUMEXP), x, scratch[:0], 1.0, 1.0, streams(x, scratch[:0]))
+    if n == 0:
+        return exact_rows.logsumexp_row(x, None)
+    res, sign, _ = logsumexp_row_m(x, scratch, row_max(x), x)
+    return res, sign
+
+
+@njit(**SERIAL)
+def rows_range(kind, x, out, res, sign, t, lo, hi):
+    """softmax or log_softmax (``kind``) of rows ``lo .. hi`` of the 2-D
+    ``x`` (rows of 1 to ``LONG_ROW - 1`` elements) into ``out``, or
+    logsumexp into ``res``/``sign`` (``out`` then unused, but writable
+    and with at least one row).  Rows of a unit-stride ``x`` are
+    pipelined: the pass that computes row ``r``'s ``exp`` also reads row
+    ``r + 1`` and finds its maximum."""
+    n = x.shape[1]
+    if lo >= hi:
+        return
+    inv_t = 1.0 / t
+    obuf = row_buffer(out, n)
+    xbuf = row_buffer(x, n)
+    scratch = row_scratch(n)
+    pipelined = x.strides[1] == x.itemsize
+    unit_out = out.strides[1] == out.itemsize
+    stream = kind != Kind.LOGSUMEXP and unit_out and streams(x, out)
+    xr = line_view(x, lo, 0, n) if pipelined else unit_row(x[lo], xbuf)
+    m = row_max(xr)
+    for r in range(lo, hi):
+        if pipelined:  # borrowed views of rows: no copy, no reference counts
+            nxt = line_view(x, min(r + 1, hi - 1), 0, n)
+        else:
+            if r > lo:
+                xr = unit_row(x[r], xbuf)
+                m = row_max(xr)
+            nxt = xr
+        if kind == Kind.LOGSUMEXP:
+            res[r], sign[r], m = logsumexp_row_m(xr, scratch, m, nxt)
+        else:
+            o = line_view(out, r, 0, n) if unit_out else obuf
+            if kind == Kind.SOFTMAX:
+                m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
+            else:
+                m = log_softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
+            if not unit_out:
+                write_back(out[r], o)
+        xr = nxt
+
+
+# ------------------------------------------------------------ small calls
+
+
+@njit(**SERIAL)
+def small_rows_into(kind, x, out):
+    """softmax or log_softmax (``kind``) along the last axis of a small
+    C-contiguous 1-D or 2-D array ``x`` (rows shorter than ``LONG_ROW``)
+    into ``out``, an array of its shape and dtype: one compiled call, the
+    least overhead for the common small case (the serial driver the
+    general path would run; the same bits)."""
+    n = x.shape[-1]
+    rows = x.size // n
+    if rows == 1:  # the row kernels, without a block or a driver
+        xr = x.reshape(n)  # (typed as the drivers' row views: one compilation)
+        m = row_max(xr)
+        if kind == Kind.SOFTMAX:
+            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
+        else:
+            log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
+        return
+    x2 = read_only_view(x.reshape((rows, n)))  # as the kernels always see their input
+    none = out.reshape(out.size)[:0]  # the drivers' unused arguments (a view: no allocation)
+    if n <= SHORT_ROW:
+        short_rows_serial(kind, x2, out.reshape((rows, n)), none, none, 1.0)
+    else:
+        rows_serial(kind, x2, out.reshape((rows, n)), none, none, 1.0)
+
+
+@njit(**SERIAL)
+def small_logsumexp_into(x, res, no_out):
+    """logsumexp along the last axis, as :func:`small_rows_into`, into the
+    1-D ``res`` (one entry per row); ``no_out`` is the drivers' unused
+    ``out`` (an empty 2-D array of ``x``'s dtype)."""
+    n = x.shape[-1]
+    rows = x.size // n
+    if rows == 1:
+        xr = x.reshape(n)  # (typed as the drivers' row views)
+        res[0], _, _ = logsumexp_row_m(xr, row_scratch(n), row_max(xr), xr)
+        return
+    x2 = read_only_view(x.reshape((rows, n)))
+    sign = np.empty_like(res)
+    # np.int64: a literal kind would compile a second set of kernels
+    if n <= SHORT_ROW:
+        short_rows_serial(np.int64(Kind.LOGSUMEXP), x2, no_out, res, sign, 1.0)
+    else:
+        rows_serial(np.int64(Kind.LOGSUMEXP), x2, no_out, res, sign, 1.0)
+
+
+# ---------------------------------------------------------------- drivers
+# One serial and one parallel driver: numba's on-disk cache does not tell
+# compilation options apart, so one function cannot serve both.  The
+# parallel one splits the rows into ``nblocks`` contiguous blocks.  Both
+# take the arguments of :func:`long_rows_parallel`.
+
+
+@njit(**SERIAL)
+def rows_serial(kind, x, out, res, sign, t):
+    """:func:`rows_range` over all rows of ``x``."""
+    rows_range(kind, x, out, res, sign, t, np.int64(0), x.shape[0])
+
+
+@njit(**PARALLEL)
+def rows_parallel(kind, x, out, res, sign, t, nblocks):
+    """:func:`rows_range` over all rows of ``x``, in ``nblocks`` blocks of
+    rows spread over the threads."""
+    rows = x.shape[0]
+    for b in prange(nblocks):
+        rows_range(kind, x, out, res, sign, t, b * rows // nblocks,
+                   (b + 1) * rows // nblocks)
