@@ -22,7 +22,7 @@ import argparse
 import sys
 from typing import Any
 
-from softjit.cli import bench
+from softjit.cli import bench, bench_options
 
 
 class PrintRows(bench.Progress):
@@ -38,16 +38,16 @@ class PrintRows(bench.Progress):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    bench.add_arguments(parser)
+    bench_options.add_arguments(parser)
     args = parser.parse_args(argv)
-    problem = bench.argument_problem(args)
+    problem = bench_options.argument_problem(args)
     if problem:
         parser.error(problem)
-    result = bench.run(bench.selected(args), bench.only_names(args), args.repeats,
+    result = bench.run(bench_options.selected(args), bench_options.only_names(args), args.repeats,
                         PrintRows())
     print()
     print(result.table())
-    bench.save_outputs(result, args)
+    bench_options.save_outputs(result, args)
     return 0
 
 

@@ -12,7 +12,7 @@ from softjit import _options
 from softjit.kernels import _cache
 
 #: Modules that need an optional extra to import; they define no kernels.
-OPTIONAL = {"softjit.xarray", "softjit.integrations.dask"}
+OPTIONAL = {"softjit.xarray", "softjit.integrations.dask", "softjit.integrations.dask_losses"}
 
 
 def _every_dispatcher():

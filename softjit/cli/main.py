@@ -33,6 +33,7 @@ import sys
 from typing import NoReturn
 
 from softjit.cli import bench as benchmark
+from softjit.cli import bench_options
 from softjit.cli import check as selfcheck
 from softjit.cli import warm as warmup
 
@@ -109,7 +110,7 @@ def build_parser() -> Parser:
                            description="Time softjit, numpy, scipy, torch and jax (those "
                            "installed) and a plain copy on the benchmark grid; a progress "
                            "bar goes to stderr, the table to stdout.")
-    benchmark.add_arguments(bench)
+    bench_options.add_arguments(bench)
     return parser
 
 
@@ -134,16 +135,16 @@ def check() -> int:
 
 def bench(args: argparse.Namespace) -> int:
     """Run the benchmark that ``args`` selects, print it and save it."""
-    problem = benchmark.argument_problem(args)
+    problem = bench_options.argument_problem(args)
     if problem:
         return usage_error(f"{PROG} bench", problem)
-    result = benchmark.run(benchmark.selected(args), benchmark.only_names(args), args.repeats,
-                        benchmark.TextProgress())
+    result = benchmark.run(bench_options.selected(args), bench_options.only_names(args),
+                           args.repeats, benchmark.TextProgress())
     print("\n".join(benchmark.describe(result.environment)))
     print()
     print(result.table())
     try:
-        benchmark.save_outputs(result, args)
+        bench_options.save_outputs(result, args)
     except OSError as exc:
         return usage_error(f"{PROG} bench", f"cannot write the results: {exc}")
     for flag, path in (("results", args.json), ("plot", args.plot)):
