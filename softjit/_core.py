@@ -44,7 +44,12 @@ _F64 = np.dtype(np.float64)
 _ndarray = np.ndarray
 
 
-def _last_axis(kind: Kind, x: Any) -> Any:
+# The kinds as plain ints for the per-call fast path, where an enum member
+# would cost a class-attribute lookup and a conversion on every call.
+_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = (int(k) for k in Kind)
+
+
+def _last_axis(kind: int, x: Any) -> Any:
     """The common call, with the least Python overhead: softmax,
     log_softmax or logsumexp (``kind``) along the last axis with default
     options of a writable, aligned, C-contiguous native float32/float64
@@ -70,25 +75,25 @@ def _last_axis(kind: Kind, x: Any) -> Any:
     n = shape[-1]
     if size >= PARALLEL_MIN_ELEMENTS:
         return _large_last_axis(kind, x, dt, shape, size // n, n)
-    if kind is Kind.LOGSUMEXP:
+    if kind == _LOGSUMEXP:
         res = np.empty(size // n, dt)
         row_kernels.small_logsumexp_into(x if len(shape) <= 2 else x.reshape(-1, n), res,
                                        no_out(dt))
         return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
     out = np.empty(shape, dt)
     if len(shape) <= 2:
-        row_kernels.small_rows_into(int(kind), x, out)
+        row_kernels.small_rows_into(kind, x, out)
     else:
-        row_kernels.small_rows_into(int(kind), x.reshape(-1, n), out.reshape(-1, n))
+        row_kernels.small_rows_into(kind, x.reshape(-1, n), out.reshape(-1, n))
     return out
 
 
-def _large_last_axis(kind: Kind, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
+def _large_last_axis(kind: int, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
                      rows: int, n: int) -> Any:
     """:func:`_last_axis` for arrays of at least ``PARALLEL_MIN_ELEMENTS``."""
     x2 = x.reshape(rows, n)
     x2.flags.writeable = False  # (a view: as the kernels always see their input)
-    if kind is Kind.LOGSUMEXP:
+    if kind == _LOGSUMEXP:
         res = np.empty(rows, dt)
         run_rows(kind, x2, no_out(dt), res, np.empty(rows, dt), 1.0, True)
         return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
@@ -259,7 +264,7 @@ def softmax(
     """
     if (type(axis) is int and axis == -1 and where is out is dtype is None
             and type(temperature) is float and temperature == 1.0):
-        res = _last_axis(Kind.SOFTMAX, x)
+        res = _last_axis(_SOFTMAX, x)
         if res is not None:
             return res
     return _softmax_family(Kind.SOFTMAX, x, axis, temperature, where, out, dtype)
@@ -328,7 +333,7 @@ def log_softmax(
     """
     if (type(axis) is int and axis == -1 and where is out is dtype is None
             and type(temperature) is float and temperature == 1.0):
-        res = _last_axis(Kind.LOG_SOFTMAX, x)
+        res = _last_axis(_LOG_SOFTMAX, x)
         if res is not None:
             return res
     return _softmax_family(Kind.LOG_SOFTMAX, x, axis, temperature, where, out, dtype)
@@ -397,7 +402,7 @@ def logsumexp(
     """
     if (type(axis) is int and axis == -1 and b is where is out is dtype is None
             and not keepdims and not return_sign):
-        res = _last_axis(Kind.LOGSUMEXP, x)
+        res = _last_axis(_LOGSUMEXP, x)
         if res is not None:
             return res
     if _is_dask_array(x) or _is_dask_array(b):

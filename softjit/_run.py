@@ -166,9 +166,10 @@ def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
         drivers.serial(*args)
 
 
-def run_rows(kind: Kind, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign: np.ndarray,
+def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign: np.ndarray,
              temperature: float = 1.0, contiguous: bool = False) -> None:
-    """The row kernels without a mask: softmax or log_softmax (``kind``)
+    """The row kernels without a mask: softmax or log_softmax (``kind``, a
+    :class:`Kind` or its int)
     of the rows of the read-only 2-D ``x2`` into ``out2`` (of its shape),
     or logsumexp into the 1-D ``res`` and ``sign`` (``out2`` then
     ``no_out(dtype)``, ``res`` and ``sign`` else ``none(dtype)``).

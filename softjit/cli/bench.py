@@ -392,7 +392,8 @@ def environment() -> dict[str, Any]:
         layer = "not initialised"
     info = {"date": time.strftime("%Y-%m-%d"), "softjit": softjit.__version__,
             "python": platform.python_version(), "machine": platform.machine(),
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "numpy": np.__version__,
+            "cpu": _cpu_name(), "simd": _simd_flags(), "cores": os.cpu_count(),
+            "numpy": np.__version__,
             "numba": numba.__version__, "threading_layer": layer,
             "threads": numba.get_num_threads(), "cache_dir": cache_dir()}
     for dist in ("scipy", "torch", "jax"):
@@ -421,9 +422,21 @@ def describe(env: dict[str, Any]) -> list[str]:
     versions = ", ".join(f"{name} {env[name]}" for name in ("numpy", "numba", "scipy", "torch",
                                                               "jax") if name in env)
     return [f"softjit {env['softjit']}, python {env['python']} ({env['machine']})", versions,
-            f"CPU: {env['cpu']}, {env['cores']} cores",
+            f"CPU: {env['cpu']}, {env['cores']} cores"
+            + (f", {env['simd']}" if env.get("simd") else ""),
             f"numba threading layer: {env['threading_layer']}, threads: {env['threads']}",
             f"numba cache directory: {env['cache_dir']}"]
+
+
+def _simd_flags() -> str:
+    """The CPU's vector extensions that the kernels can use, as LLVM sees
+    them (what numba compiles for): e.g. ``avx2 fma`` or ``avx2 avx512f
+    avx512vl fma``."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    wanted = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon")
+    return " ".join(name for name in wanted if features.get(name, False)) or "none known"
 
 
 def _cpu_name() -> str:
@@ -439,14 +452,12 @@ def _cpu_name() -> str:
 
 def cache_dir() -> str:
     """Where numba caches softjit's kernels (numba picks it per package)."""
-    import numba
-
     from softjit import _options
+    from softjit.kernels import rows
 
     if not getattr(_options, "CACHE", True):
         return "none (no writable location: kernels compile in memory)"
-    probe = numba.njit(cache=True)(_cpu_name)  # never compiled: only located
-    return str(getattr(getattr(probe, "_cache", None), "_cache_path", "numba's default"))
+    return str(rows.rows_serial.stats.cache_path)
 
 
 # ---------------------------------------------------------------------------

@@ -164,7 +164,7 @@ def warm() -> int:
         return 1
     elapsed = warmup.warm()
     print(f"compiled softjit's kernels into numba's cache in {elapsed:.1f} s "
-          f"(cache: {warmup.cache_path()})")
+          f"(cache: {benchmark.cache_dir()})")
     return 0
 
 

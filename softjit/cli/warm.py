@@ -188,13 +188,6 @@ def steps() -> list[Step]:
     return out
 
 
-def cache_path() -> str:
-    """The directory where numba caches the row kernels."""
-    from softjit.kernels import rows
-
-    return str(rows.rows_serial.stats.cache_path)
-
-
 def _bar(done: int, total: int, text: str, elapsed: float, width: int = 20) -> str:
     filled = width * done // max(total, 1)
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text} ({elapsed:.0f} s)"
