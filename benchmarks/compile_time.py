@@ -2,7 +2,7 @@
 cache (what a new user's first call costs), and once with a warm cache.
 
     python benchmarks/compile_time.py            # every case (a few minutes)
-    python benchmarks/compile_time.py --quick    # the first softmax and warm cache only
+    python benchmarks/compile_time.py --quick    # the first softmaxes and warm cache only
 
 Each child process reports how long importing numpy and numba took, then
 importing softjit, then the first call; the table shows the time over
@@ -42,6 +42,8 @@ print(json.dumps({"numpy_numba": t1 - t0, "softjit": t2 - t1, "call": t4 - t3,
 """
 
 FIRST = ("softmax", "1000x100", "float32")
+#: Small arrays: one row (the seeds' 14-element vector) and a few rows.
+SMALL = [("softmax", "14", "float64"), ("softmax", "3x100", "float32")]
 SHAPES = {10: "10000x10", 1000: "100x1000", 100000: "2x100000"}
 
 
@@ -55,8 +57,8 @@ def run_child(op: str, shape: str, dtype: str, cache: str) -> dict[str, float]:
 
 def cases(quick: bool) -> list[tuple[str, str, str]]:
     if quick:
-        return [FIRST]
-    return [FIRST] + [(op, SHAPES[n], dt) for op in ("softmax", "log_softmax", "logsumexp")
+        return [FIRST, *SMALL]
+    return [FIRST, *SMALL] + [(op, SHAPES[n], dt) for op in ("softmax", "log_softmax", "logsumexp")
                       for dt in ("float32", "float64") for n in SHAPES]
 
 

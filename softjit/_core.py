@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _complex
 from ._layout import rows_shape, same_layout
-from ._options import PARALLEL_MIN_ELEMENTS
+from ._options import PARALLEL_MIN_ELEMENTS, SHORT_ROW
 from ._run import no_out, none, run_logsumexp, run_rows, run_rowwise
 from ._validate import (
     as_array,
@@ -47,6 +47,12 @@ _ndarray = np.ndarray
 # The kinds as plain ints for the per-call fast path, where an enum member
 # would cost a class-attribute lookup and a conversion on every call.
 _SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = (int(k) for k in Kind)
+#: The small-call entries by kind and one row or several (each compiles its
+#: own kind and row class only).
+_SMALL = {(_SOFTMAX, True): row_kernels.small_softmax_row,
+          (_LOG_SOFTMAX, True): row_kernels.small_log_softmax_row,
+          (_SOFTMAX, False): row_kernels.small_softmax_rows,
+          (_LOG_SOFTMAX, False): row_kernels.small_log_softmax_rows}
 
 
 def _last_axis(kind: int, x: Any) -> Any:
@@ -55,11 +61,12 @@ def _last_axis(kind: int, x: Any) -> Any:
     options of a writable, aligned, C-contiguous native float32/float64
     ndarray of at least one dimension and one element.  Small arrays
     (fewer than ``PARALLEL_MIN_ELEMENTS`` elements, so rows shorter than
-    ``LONG_ROW``) go to one compiled call that runs the serial driver;
-    larger ones straight to the drivers (the same ones, and bits, as the
-    general path).  Returns None for anything else.  (Read-only arrays
-    take the general path: numba would compile the small entry point a
-    second time for them.)
+    ``LONG_ROW``) go to one compiled call, chosen by kind and row class (one
+    row, several short rows, several longer rows) so that a first call
+    compiles only what it needs; larger ones straight to the drivers (the
+    same kernels, and bits, as the general path).  Returns None for
+    anything else.  (Read-only arrays take the general path: numba would
+    compile the small entry points a second time for them.)
     """
     if type(x) is not _ndarray:
         return None
@@ -73,24 +80,33 @@ def _last_axis(kind: int, x: Any) -> Any:
     if not (size and shape):
         return None
     n = shape[-1]
+    rows = size // n
     if size >= PARALLEL_MIN_ELEMENTS:
-        return _large_last_axis(kind, x, dt, shape, size // n, n)
+        return _with_drivers(kind, x, dt, shape, rows, n)
+    one_row = rows == 1
+    short = n <= SHORT_ROW and not one_row
+    x2 = x if one_row or len(shape) == 2 else x.reshape(rows, n)
     if kind == _LOGSUMEXP:
-        res = np.empty(size // n, dt)
-        row_kernels.small_logsumexp_into(x if len(shape) <= 2 else x.reshape(-1, n), res,
-                                       no_out(dt))
+        res = np.empty(rows, dt)
+        if one_row:
+            row_kernels.small_logsumexp_row(x2, res)
+        elif short:
+            row_kernels.small_short_logsumexp(x2, res, no_out(dt))
+        else:
+            row_kernels.small_logsumexp_rows(x2, res, no_out(dt))
         return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
     out = np.empty(shape, dt)
-    if len(shape) <= 2:
-        row_kernels.small_rows_into(kind, x, out)
+    o2 = out if one_row or len(shape) == 2 else out.reshape(rows, n)
+    if short:
+        row_kernels.small_short_rows(kind, x2, o2)
     else:
-        row_kernels.small_rows_into(kind, x.reshape(-1, n), out.reshape(-1, n))
+        _SMALL[kind, one_row](x2, o2)
     return out
 
 
-def _large_last_axis(kind: int, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
-                     rows: int, n: int) -> Any:
-    """:func:`_last_axis` for arrays of at least ``PARALLEL_MIN_ELEMENTS``."""
+def _with_drivers(kind: int, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],
+                  rows: int, n: int) -> Any:
+    """:func:`_last_axis` through the drivers (serial or multi-threaded)."""
     x2 = x.reshape(rows, n)
     x2.flags.writeable = False  # (a view: as the kernels always see their input)
     if kind == _LOGSUMEXP:

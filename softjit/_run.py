@@ -99,17 +99,14 @@ class Drivers(NamedTuple):
 
     serial: Callable[..., Any]
     parallel: Callable[..., Any]
-    #: the long-row drivers (rows of at least LONG_ROW elements, each
-    #: split into chunks; in parallel, the chunks spread over the threads;
-    #: the arguments of ``serial``), or None
-    long_serial: Callable[..., Any] | None = None
-    long_parallel: Callable[..., Any] | None = None
     #: whether ``parallel`` takes the number of row blocks as last argument
     takes_blocks: bool = True
 
 
-# The masked drivers handle masks; the fast ones everything else, long rows
-# split across threads and short rows in transposed blocks.
+# The masked drivers handle masks; the others everything else: rows of
+# medium length (one entry per kind, so that a first call compiles its own
+# kind only), long rows split across threads, short rows in transposed
+# blocks.
 _MASKED = {
     Kind.SOFTMAX: Drivers(exact_rows.softmax_rows_serial, exact_rows.softmax_rows_parallel,
                           takes_blocks=False),
@@ -118,8 +115,14 @@ _MASKED = {
     Kind.LOGSUMEXP: Drivers(exact_rows.logsumexp_rows_serial, exact_rows.logsumexp_rows_parallel,
                             takes_blocks=False),
 }
-_FAST = Drivers(row_kernels.rows_serial, row_kernels.rows_parallel, long_rows.long_rows_serial,
-                long_rows.long_rows_parallel)
+_ROWS = {
+    Kind.SOFTMAX: Drivers(row_kernels.softmax_rows_serial, row_kernels.softmax_rows_parallel),
+    Kind.LOG_SOFTMAX: Drivers(row_kernels.log_softmax_rows_serial,
+                              row_kernels.log_softmax_rows_parallel),
+    Kind.LOGSUMEXP: Drivers(row_kernels.logsumexp_rows_serial,
+                            row_kernels.logsumexp_rows_parallel),
+}
+_LONG = Drivers(long_rows.long_rows_serial, long_rows.long_rows_parallel, takes_blocks=False)
 _SHORT = Drivers(short_rows.short_rows_serial, short_rows.short_rows_parallel)
 _COLUMNS = Drivers(column_kernels.columns_serial, column_kernels.columns_parallel)
 _NONE = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0)}
@@ -148,20 +151,15 @@ _BLOCKS = 4 * numba.config.NUMBA_NUM_THREADS
 
 
 def _run(drivers: Drivers, rows: int, n: int, *args: Any) -> None:
-    """Call the serial, parallel or long-row driver."""
-    long = drivers.long_serial is not None and n >= LONG_ROW
+    """Call the serial or the parallel driver."""
     if _use_parallel(rows, n) and PARALLEL_LOCK.acquire(blocking=False):
         try:
-            if long:
-                drivers.long_parallel(*args)
-            elif drivers.takes_blocks:
+            if drivers.takes_blocks:
                 drivers.parallel(*args, min(rows, _BLOCKS))
             else:
                 drivers.parallel(*args)
         finally:
             PARALLEL_LOCK.release()
-    elif long:
-        drivers.long_serial(*args)
     else:
         drivers.serial(*args)
 
@@ -177,8 +175,10 @@ def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign:
     rows, n = x2.shape
     if n <= SHORT_ROW and (contiguous or (x2.flags.c_contiguous and out2.flags.c_contiguous)):
         _run(_SHORT, rows, n, int(kind), x2, out2, res, sign, temperature)
+    elif n >= LONG_ROW:
+        _run(_LONG, rows, n, int(kind), x2, out2, res, sign, temperature)
     else:
-        _run(_FAST, rows, n, int(kind), x2, out2, res, sign, temperature)
+        _run(_ROWS[kind], rows, n, x2, out2, res, sign, temperature)
 
 
 #: Arrays with no 2-D view are processed slab by slab along their first axis

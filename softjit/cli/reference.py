@@ -10,7 +10,7 @@ forms return ``(loss, gradient with respect to the first argument)``.
 Examples
 --------
 >>> import numpy as np
->>> from softjit import _reference as ref
+>>> from softjit.cli import reference as ref
 >>> ref.softmax(np.array([1000.0, 2000.0, 3000.0]))
 array([0., 0., 1.])
 >>> ref.logsumexp(np.array([[0.0, 0.0], [1.0, 1.0]]))

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
 
 from .._options import (
     LONG_ROW,
@@ -62,9 +64,7 @@ from .primitives import (
     log1p_pos,
     reciprocal2,
 )
-from .short_rows import (
-    short_rows_serial,
-)
+from .short_rows import short_rows_serial
 from .steps import (
     exp_sum_below,
     exp_sum_block,
@@ -86,6 +86,10 @@ from .steps import (
 )
 
 # ------------------------------------------------------------------ rows
+
+# The kinds as int constants: numba types them as literals, so that a call
+# with one of them compiles that kind only (see rows_range).
+SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = (int(k) for k in Kind)
 
 
 @njit(**SERIAL)
@@ -180,7 +184,6 @@ def logsumexp_row(x, scratch):
     return res, sign
 
 
-@njit(**SERIAL)
 def rows_range(kind, x, out, res, sign, t, lo, hi):
     """softmax or log_softmax (``kind``) of rows ``lo .. hi`` of the 2-D
     ``x`` (rows of 1 to ``LONG_ROW - 1`` elements) into ``out``, or
@@ -188,85 +191,149 @@ def rows_range(kind, x, out, res, sign, t, lo, hi):
     and with at least one row).  Rows of a unit-stride ``x`` are
     pipelined: the pass that computes row ``r``'s ``exp`` also reads row
     ``r + 1`` and finds its maximum."""
-    n = x.shape[1]
-    if lo >= hi:
-        return
-    inv_t = 1.0 / t
-    obuf = row_buffer(out, n)
-    xbuf = row_buffer(x, n)
-    scratch = row_scratch(n)
-    pipelined = x.strides[1] == x.itemsize
-    unit_out = out.strides[1] == out.itemsize
-    stream = kind != Kind.LOGSUMEXP and unit_out and streams(x, out)
-    xr = line_view(x, lo, 0, n) if pipelined else unit_row(x[lo], xbuf)
-    m = row_max(xr)
-    for r in range(lo, hi):
-        if pipelined:  # borrowed views of rows: no copy, no reference counts
-            nxt = line_view(x, min(r + 1, hi - 1), 0, n)
-        else:
-            if r > lo:
-                xr = unit_row(x[r], xbuf)
-                m = row_max(xr)
-            nxt = xr
-        if kind == Kind.LOGSUMEXP:
-            res[r], sign[r], m = logsumexp_row_m(xr, scratch, m, nxt)
-        else:
-            o = line_view(out, r, 0, n) if unit_out else obuf
-            if kind == Kind.SOFTMAX:
-                m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
+    raise NotImplementedError("rows_range is only callable from numba code")
+
+
+@overload(rows_range, jit_options=SERIAL)
+def _rows_range_impl(kind, x, out, res, sign, t, lo, hi):
+    # ``kind`` must be a literal (a constant in the caller): the branches of
+    # the other kinds are then left out, and a first softmax call compiles
+    # none of the log_softmax and logsumexp row kernels.
+    if not isinstance(kind, types.IntegerLiteral):
+        return None
+    k = kind.literal_value
+
+    def impl(kind, x, out, res, sign, t, lo, hi):
+        n = x.shape[1]
+        if lo >= hi:
+            return
+        inv_t = 1.0 / t
+        obuf = row_buffer(out, n)
+        xbuf = row_buffer(x, n)
+        scratch = row_scratch(n)
+        pipelined = x.strides[1] == x.itemsize
+        unit_out = out.strides[1] == out.itemsize
+        stream = k != LOGSUMEXP and unit_out and streams(x, out)
+        xr = line_view(x, lo, 0, n) if pipelined else unit_row(x[lo], xbuf)
+        m = row_max(xr)
+        for r in range(lo, hi):
+            if pipelined:  # borrowed views of rows: no copy, no reference counts
+                nxt = line_view(x, min(r + 1, hi - 1), 0, n)
             else:
-                m = log_softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
-            if not unit_out:
-                write_back(out[r], o)
-        xr = nxt
+                if r > lo:
+                    xr = unit_row(x[r], xbuf)
+                    m = row_max(xr)
+                nxt = xr
+            if k == LOGSUMEXP:
+                res[r], sign[r], m = logsumexp_row_m(xr, scratch, m, nxt)
+            else:
+                o = line_view(out, r, 0, n) if unit_out else obuf
+                if k == SOFTMAX:
+                    m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
+                else:
+                    m = log_softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
+                if not unit_out:
+                    write_back(out[r], o)
+            xr = nxt
+
+    return impl
 
 
 # ------------------------------------------------------------ small calls
 
 
-@njit(**SERIAL)
-def small_rows_into(kind, x, out):
+def small_into(kind, one_row, x, out):
     """softmax or log_softmax (``kind``) along the last axis of a small
-    C-contiguous 1-D or 2-D array ``x`` (rows shorter than ``LONG_ROW``)
-    into ``out``, an array of its shape and dtype: one compiled call, the
-    least overhead for the common small case (the serial driver the
-    general path would run; the same bits)."""
-    n = x.shape[-1]
-    rows = x.size // n
-    if rows == 1:  # the row kernels, without a block or a driver
-        xr = x.reshape(n)  # (typed as the drivers' row views: one compilation)
-        m = row_max(xr)
-        if kind == Kind.SOFTMAX:
-            softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
-        else:
-            log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
-        return
-    x2 = read_only_view(x.reshape((rows, n)))  # as the kernels always see their input
-    none = out.reshape(out.size)[:0]  # the drivers' unused arguments (a view: no allocation)
-    if n <= SHORT_ROW:
-        short_rows_serial(kind, x2, out.reshape((rows, n)), none, none, 1.0)
-    else:
-        rows_serial(kind, x2, out.reshape((rows, n)), none, none, 1.0)
+    C-contiguous array ``x`` of one row (``one_row``; 1-D or 2-D) or of rows of
+    ``SHORT_ROW + 1`` to ``LONG_ROW - 1`` elements into ``out``, an array of
+    its shape and dtype: the kernels the drivers run (the same bits) in one
+    compiled call, the least overhead for the common small case.  Both
+    flags are literals, so that a first call compiles its own kind and row
+    class only; several short rows go to the short-row driver instead."""
+    raise NotImplementedError("small_into is only callable from numba code")
+
+
+@overload(small_into, jit_options=SERIAL)
+def _small_into_impl(kind, one_row, x, out):
+    if not (isinstance(kind, types.IntegerLiteral) and isinstance(one_row, types.BooleanLiteral)):
+        return None
+    k = kind.literal_value
+
+    if one_row.literal_value:
+        def row(kind, one_row, x, out):
+            n = x.shape[-1]
+            xr = x.reshape(n)  # (typed as the drivers' row views: one compilation)
+            m = row_max(xr)
+            if k == SOFTMAX:
+                softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
+            else:
+                log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
+
+        return row
+
+    def rows(kind, one_row, x, out):
+        none = out.reshape(out.size)[:0]  # the drivers' unused arguments (no allocation)
+        rows_serial(kind, read_only_view(x), out, none, none, 1.0)
+
+    return rows
 
 
 @njit(**SERIAL)
-def small_logsumexp_into(x, res, no_out):
-    """logsumexp along the last axis, as :func:`small_rows_into`, into the
-    1-D ``res`` (one entry per row); ``no_out`` is the drivers' unused
-    ``out`` (an empty 2-D array of ``x``'s dtype)."""
-    n = x.shape[-1]
-    rows = x.size // n
-    if rows == 1:
-        xr = x.reshape(n)  # (typed as the drivers' row views)
-        res[0], _, _ = logsumexp_row_m(xr, row_scratch(n), row_max(xr), xr)
-        return
-    x2 = read_only_view(x.reshape((rows, n)))
-    sign = np.empty_like(res)
-    # np.int64: a literal kind would compile a second set of kernels
-    if n <= SHORT_ROW:
-        short_rows_serial(np.int64(Kind.LOGSUMEXP), x2, no_out, res, sign, 1.0)
-    else:
-        rows_serial(np.int64(Kind.LOGSUMEXP), x2, no_out, res, sign, 1.0)
+def small_softmax_row(x, out):
+    """:func:`small_into` of softmax, one row."""
+    small_into(SOFTMAX, True, x, out)
+
+
+@njit(**SERIAL)
+def small_log_softmax_row(x, out):
+    """:func:`small_into` of log_softmax, one row."""
+    small_into(LOG_SOFTMAX, True, x, out)
+
+
+@njit(**SERIAL)
+def small_softmax_rows(x, out):
+    """:func:`small_into` of softmax, several rows."""
+    small_into(SOFTMAX, False, x, out)
+
+
+@njit(**SERIAL)
+def small_log_softmax_rows(x, out):
+    """:func:`small_into` of log_softmax, several rows."""
+    small_into(LOG_SOFTMAX, False, x, out)
+
+
+@njit(**SERIAL)
+def small_short_rows(kind, x, out):
+    """softmax or log_softmax (``kind``, an int64 as the drivers get it: one
+    compilation of the short-row kernels for every kind) of the short rows
+    (at most ``SHORT_ROW`` elements) of the small C-contiguous 2-D ``x``
+    into ``out``, by the short-row driver."""
+    none = out.reshape(out.size)[:0]  # the driver's unused arguments (no allocation)
+    short_rows_serial(kind, read_only_view(x), out, none, none, 1.0)
+
+
+@njit(**SERIAL)
+def small_short_logsumexp(x, res, no_out):
+    """logsumexp of the short rows of the small 2-D ``x`` into the 1-D
+    ``res``, by the short-row driver (``no_out`` as in
+    :func:`small_logsumexp_rows`)."""
+    short_rows_serial(np.int64(LOGSUMEXP), read_only_view(x), no_out, res, np.empty_like(res),
+                      1.0)
+
+
+@njit(**SERIAL)
+def small_logsumexp_row(x, res):
+    """logsumexp of the one row of the small 1-D or 2-D ``x`` into ``res[0]``."""
+    xr = x.reshape(x.shape[-1])  # (typed as the drivers' row views)
+    res[0], _, _ = logsumexp_row_m(xr, row_scratch(xr.shape[0]), row_max(xr), xr)
+
+
+@njit(**SERIAL)
+def small_logsumexp_rows(x, res, no_out):
+    """logsumexp of the rows (``SHORT_ROW + 1`` to ``LONG_ROW - 1``
+    elements) of the small 2-D ``x`` into the 1-D ``res``; ``no_out`` is
+    the drivers' unused ``out`` (an empty 2-D array of ``x``'s dtype)."""
+    rows_serial(LOGSUMEXP, read_only_view(x), no_out, res, np.empty_like(res), 1.0)
 
 
 # ---------------------------------------------------------------- drivers
@@ -290,3 +357,43 @@ def rows_parallel(kind, x, out, res, sign, t, nblocks):
     for b in prange(nblocks):
         rows_range(kind, x, out, res, sign, t, b * rows // nblocks,
                    (b + 1) * rows // nblocks)
+
+
+# One entry per kind for the callers in Python, which pass no literal: each
+# compiles the drivers for its kind only.
+
+
+@njit(**SERIAL)
+def softmax_rows_serial(x, out, res, sign, t):
+    """:func:`rows_serial` of softmax."""
+    rows_serial(SOFTMAX, x, out, res, sign, t)
+
+
+@njit(**SERIAL)
+def log_softmax_rows_serial(x, out, res, sign, t):
+    """:func:`rows_serial` of log_softmax."""
+    rows_serial(LOG_SOFTMAX, x, out, res, sign, t)
+
+
+@njit(**SERIAL)
+def logsumexp_rows_serial(x, out, res, sign, t):
+    """:func:`rows_serial` of logsumexp."""
+    rows_serial(LOGSUMEXP, x, out, res, sign, t)
+
+
+@njit(**SERIAL)
+def softmax_rows_parallel(x, out, res, sign, t, nblocks):
+    """:func:`rows_parallel` of softmax."""
+    rows_parallel(SOFTMAX, x, out, res, sign, t, nblocks)
+
+
+@njit(**SERIAL)
+def log_softmax_rows_parallel(x, out, res, sign, t, nblocks):
+    """:func:`rows_parallel` of log_softmax."""
+    rows_parallel(LOG_SOFTMAX, x, out, res, sign, t, nblocks)
+
+
+@njit(**SERIAL)
+def logsumexp_rows_parallel(x, out, res, sign, t, nblocks):
+    """:func:`rows_parallel` of logsumexp."""
+    rows_parallel(LOGSUMEXP, x, out, res, sign, t, nblocks)
