@@ -20,7 +20,6 @@ Examples
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, NamedTuple
@@ -29,6 +28,7 @@ import numpy as np
 
 import softjit
 from softjit import _run
+from softjit.cli import bench
 
 DTYPES = ("float32", "float64")
 
@@ -188,25 +188,16 @@ def steps() -> list[Step]:
     return out
 
 
-def _bar(done: int, total: int, text: str, elapsed: float, width: int = 20) -> str:
-    filled = width * done // max(total, 1)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text} ({elapsed:.0f} s)"
-
-
 def warm(stream: IO[str] | None = None, only: Iterator[Step] | None = None) -> float:
-    """Run every warm-up step (or those of ``only``), drawing a progress bar
-    on ``stream`` (default stderr); return the elapsed seconds."""
-    stream = sys.stderr if stream is None else stream
+    """Run every warm-up step (or those of ``only``), drawing the
+    benchmark's progress bar on ``stream`` (default stderr); return the
+    elapsed seconds."""
     todo = steps() if only is None else list(only)
-    tty = bool(getattr(stream, "isatty", lambda: False)())
+    progress = bench.TextProgress(stream)
     t0 = time.perf_counter()
+    progress.begin({}, todo)
     for i, step in enumerate(todo):
-        line = _bar(i, len(todo), step.label, time.perf_counter() - t0)
-        stream.write(("\r\x1b[K" + line) if tty else line + "\n")
-        stream.flush()
+        progress.start(i, step)
         step.run()
-    elapsed = time.perf_counter() - t0
-    line = _bar(len(todo), len(todo), "done", elapsed)
-    stream.write(("\r\x1b[K" + line + "\n") if tty else line + "\n")
-    stream.flush()
-    return elapsed
+        progress.finish(i, {})
+    return time.perf_counter() - t0
