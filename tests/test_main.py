@@ -266,6 +266,29 @@ def test_bench_result_table_html_and_json(tmp_path: Path) -> None:
     assert bench.BenchResult.from_json(tmp_path / "r.json") == result
 
 
+def test_bench_table_best_peer_and_sections() -> None:
+    """The faster of torch and jax over softjit, per case; the cross-entropy
+    cases in a table of their own, with only the columns they fill."""
+    records = [{"op": "softmax", "shape": [10, 10], "dtype": "float32", "size": 100,
+                "seconds": {"copy": 1e-6, "softjit": 2e-6, "torch": 3e-6, "jax": 5e-6}},
+               {"op": "logsumexp", "shape": [10, 10], "dtype": "float32", "size": 100,
+                "seconds": {"copy": 1e-6, "softjit": 4e-6, "jax": 2e-6}},
+               {"op": "cross_entropy_with_grad", "shape": [10, 10], "dtype": "float32",
+                "size": 100, "seconds": {"softjit": 4e-6, "softjit.softmax": 2e-6,
+                                         "torch": 8e-6}}]
+    result = bench.BenchResult({}, records)
+    first, second = str(result).split("\n\n")
+    lines = first.splitlines()
+    assert lines[0].endswith("best peer/softjit")
+    assert lines[1].split()[-1] == "1.50"  # torch 3 us over softjit 2 us
+    assert lines[2].split()[-1] == "0.50"  # jax 2 us over softjit 4 us
+    assert "softjit.softmax" not in first
+    assert "copy" not in second.splitlines()[0].split()
+    assert second.splitlines()[1].split()[-1] == "2.00"
+    page = result._repr_html_()
+    assert page.count("<table>") == 2
+
+
 def test_bench_result_plot_returns_a_figure(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure

@@ -485,21 +485,47 @@ def _record_label(r: Record) -> str:
     return Case(r["op"], tuple(r["shape"]), r["dtype"], r.get("axis", -1)).label
 
 
+#: The peers of "best peer / softjit": the faster of the two per case.
+PEERS = ("torch", "jax")
+
+
 def _cells(records: list[Record]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the results table: the time of each
-    implementation, softjit over the copy, each other one over softjit."""
+    implementation, softjit over the copy, each other one over softjit,
+    and the faster of torch and jax over softjit ("best peer")."""
     present = [n for n in IMPLEMENTATIONS if any(n in r["seconds"] for r in records)]
     others = [n for n in present if n not in ("softjit", "copy")]
+    peers = [n for n in PEERS if n in present]
     header = ["case", *present, "softjit/copy", *(f"{n}/softjit" for n in others)]
+    if peers:
+        header.append("best peer/softjit")
     rows = []
     for r in records:
         s = r["seconds"]
         row = [_record_label(r), *(format_seconds(s[n]) if n in s else "-" for n in present)]
-        row.append(f"{s['softjit'] / s['copy']:.2f}" if "softjit" in s else "-")
+        row.append(f"{s['softjit'] / s['copy']:.2f}" if "softjit" in s and "copy" in s else "-")
         row += [f"{s[n] / s['softjit']:.2f}" if n in s and "softjit" in s else "-"
                 for n in others]
+        if peers:
+            best = min((s[n] for n in peers if n in s), default=None)
+            row.append(f"{best / s['softjit']:.2f}" if best is not None and "softjit" in s
+                       else "-")
         rows.append(row)
     return header, rows
+
+
+def _sections(records: list[Record]) -> list[list[Record]]:
+    """The records split into runs of softmax-family cases and of
+    cross-entropy cases (timed against other implementations), so that
+    each table shows only columns with values."""
+    sections: list[list[Record]] = []
+    for r in records:
+        loss = r["op"] == "cross_entropy_with_grad"
+        if sections and (sections[-1][0]["op"] == "cross_entropy_with_grad") == loss:
+            sections[-1].append(r)
+        else:
+            sections.append([r])
+    return sections
 
 
 def _group(records: list[Record]) -> Iterator[tuple[str, list[Record]]]:
@@ -538,25 +564,32 @@ class BenchResult:
     def table(self) -> str:
         """The results as aligned text: times, then ratios (a ratio
         ``NAME/softjit`` above 1 means softjit is faster)."""
-        header, rows = _cells(self.records)
-        widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-        widths = [max(w, 24 if i == 0 else 8) for i, w in enumerate(widths)]  # steady columns
-        return "\n".join(
-            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
-            for line in [header, *rows])
+        tables = []
+        for section in _sections(self.records):
+            header, rows = _cells(section)
+            widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+            widths = [max(w, 24 if i == 0 else 8) for i, w in enumerate(widths)]  # steady columns
+            tables.append("\n".join(
+                "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                          for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
+                for line in [header, *rows]))
+        return "\n\n".join(tables)
 
     def __repr__(self) -> str:
         return self.table()
 
     def _repr_html_(self) -> str:
-        header, rows = _cells(self.records)
         env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                       for row in rows)
-        return (f"<table><caption>{html.escape(env)}</caption><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table>")
+        tables = []
+        for section in _sections(self.records):
+            header, rows = _cells(section)
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                           for row in rows)
+            caption = f"<caption>{html.escape(env)}</caption>" if not tables else ""
+            tables.append(f"<table>{caption}<thead><tr>{head}</tr></thead>"
+                          f"<tbody>{body}</tbody></table>")
+        return "".join(tables)
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write ``{"environment": ..., "results": records}`` to ``path``."""

@@ -9,6 +9,7 @@ numba's and LLVM's internals.
   count, no memory owner);
 * ``llvm.maxnum`` for a vectorizable running maximum, a prefetch hint,
   streaming (non-temporal) stores and their fence;
+* ``llvm.fma`` for exact products (double-double arithmetic);
 * saving and restoring the x86 floating-point exception flags around the
   gufunc cores.
 """
@@ -331,3 +332,20 @@ def store_fence(typingctx):
         return context.get_dummy_value()
 
     return types.void(), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM ``llvm.fma``: one instruction where
+    the CPU has FMA, an exact library call elsewhere), for error-free
+    products in double-double arithmetic."""
+    if not (a == b == c == types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = ir.DoubleType()
+        fnty = ir.FunctionType(ty, [ty, ty, ty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.f64")
+        return builder.call(fn, args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen

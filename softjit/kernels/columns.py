@@ -46,7 +46,7 @@ from ._llvm import CACHE_LINE, line_view, max_no_nan, prefetch
 from .kinds import Kind
 from .long_rows import long_special
 from .primitives import log1p_pos, reciprocal2, two_sum
-from .steps import logsumexp_refine, shifted_exp
+from .steps import logsumexp_refine, refines, shifted_exp
 
 
 @njit(**SERIAL)
@@ -181,7 +181,7 @@ def logsumexp_block(xt, res, sign, c0, w, m, acc, buf):
             res[c0 + r], sign[c0 + r] = special(np.int64(Kind.LOGSUMEXP), xt, c0, r, 1.0, buf, buf)
             continue
         lse = m[r] + acc[1, r]
-        if xt.itemsize == 4 and abs(lse) < 1.0:  # the case logsumexp_refine refines
+        if refines(xt, m[r], lse):
             for j in range(n):
                 buf[j] = xt[j, c0 + r]
             lse = logsumexp_refine(buf, np.int64(0), n, m[r], lse)

@@ -18,6 +18,7 @@ from .._options import (
     SERIAL,
 )
 from . import exact as exact_rows
+from .double_double import cancels, logsumexp_dd
 from .kinds import Kind
 from .primitives import (
     log1p_pos,
@@ -163,14 +164,19 @@ def long_special(kind, xr, orow, t):
 
 
 @njit(**SERIAL)
-def long_value(kind, big, rest):
+def long_value(kind, xr, big, rest):
     """What the finishing pass needs: 1/sum (softmax), log(sum) (log_softmax),
-    or logsumexp itself (``Kind.LOGSUMEXP``)."""
+    or logsumexp itself (``Kind.LOGSUMEXP``; float64 rows where ``big`` and
+    the logarithm cancel are recomputed in double-double, float32 ones were
+    by the second pass)."""
     if kind == Kind.SOFTMAX:
         return 1.0 / (1.0 + rest)
     if kind == Kind.LOG_SOFTMAX:
         return log1p_pos(rest)
-    return big + log1p_pos(rest)
+    lse = big + log1p_pos(rest)
+    if xr.itemsize == 8 and cancels(big, lse):
+        return logsumexp_dd(xr, big)
+    return lse
 
 
 @njit(**SERIAL)
@@ -196,7 +202,7 @@ def long_row(kind, xr, orow, t, inv_t, stream):
         big, rest = combine_chunks(ms, ss, ks, inv_t)
     if rest != rest:
         return long_special(kind, xr, orow, t)
-    value = long_value(kind, big, rest)
+    value = long_value(kind, xr, big, rest)
     if kind == Kind.LOGSUMEXP:
         return value, 1.0
     for c in range(nch):
@@ -252,7 +258,7 @@ def long_rows_parallel(kind, x, out, res, sign, t):
         if rest != rest:
             v, sg = long_special(kind, xr, orow, t)
         else:
-            v = long_value(kind, big, rest)
+            v = long_value(kind, xr, big, rest)
             sg = 1.0
             if kind != Kind.LOGSUMEXP:
                 for c in prange(nch):

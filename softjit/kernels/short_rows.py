@@ -26,6 +26,7 @@ from .primitives import (
 )
 from .steps import (
     logsumexp_refine,
+    refines,
     shifted_exp,
 )
 
@@ -131,7 +132,7 @@ def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
                 ob[r, j] = (xt[j, r] - mr) * inv_t - lse
         else:
             lse = mr + acc[1, r]
-            if xb.itemsize == 4 and abs(lse) < 1.0:  # (a call per row costs more than the row)
+            if refines(xb, mr, lse):
                 lse = logsumexp_refine(xf, r * n, n, mr, lse)
             res[r0 + r] = lse
             sign[r0 + r] = 1.0

@@ -27,6 +27,7 @@ from ._llvm import (
     stream_scaled,
     unit_stride_view,
 )
+from .double_double import cancels, logsumexp_dd
 from .primitives import (
     exp_neg_f64_2,
     exp_neg_f64_for_f32,
@@ -448,7 +449,8 @@ def logsumexp_value(x, b, n, m, s, k):
 @njit(**SERIAL)
 def logsumexp_refine(x, b, n, m, lse):
     """``lse = m + log1p(s + k - 1)`` of ``x[b:b + n]``, made exact enough
-    for float32 rows.
+    for float32 rows and, where ``m`` and the logarithm cancel, for
+    float64 rows (recomputed in double-double: :func:`logsumexp_dd`).
 
     For float32 rows ``s`` comes from the float32-grade ``exp`` (relative
     error ~1e-8, so the logarithm's absolute error is ~1e-8): below half a
@@ -458,7 +460,18 @@ def logsumexp_refine(x, b, n, m, lse):
     if x.itemsize == 4 and abs(lse) < 1.0:
         s, k = exact_split_sum(x[b:b + n], m)
         return m + log1p_pos(s + (k - 1.0))
+    if x.itemsize == 8 and cancels(m, lse):
+        return logsumexp_dd(x[b:b + n], m)
     return lse
+
+
+@njit(**SERIAL)
+def refines(x, m, lse):
+    """Whether :func:`logsumexp_refine` recomputes this row's ``lse`` (a
+    test before the call: a call per short row costs more than the row)."""
+    if x.itemsize == 4:
+        return abs(lse) < 1.0
+    return cancels(m, lse)
 
 
 @njit(**SERIAL)
