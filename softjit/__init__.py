@@ -22,6 +22,9 @@ Layers
     ``xarray.apply_ufunc``.
 """
 
+import importlib
+from typing import Any
+
 from ._core import log_softmax, logsumexp, softmax
 from .derivatives import log_softmax_vjp, softmax_jacobian, softmax_jvp, softmax_vjp
 from .losses import (
@@ -34,6 +37,21 @@ from .losses import (
 )
 
 __version__ = "0.1.0"
+
+#: Submodules that import on first attribute access (``softjit.xarray``
+#: needs the ``xarray`` extra; importing it here would make every
+#: ``import softjit`` pay for it).
+_LAZY = ("gufuncs", "xarray")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 __all__ = [
     "__version__",

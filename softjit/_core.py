@@ -8,13 +8,13 @@ implementation for complex input (:mod:`softjit._complex`).
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _complex
+from . import _complex, _dispatch
 from ._layout import rows_shape, same_layout
 from ._options import PARALLEL_MIN_ELEMENTS, SHORT_ROW
 from ._run import no_out, none, run_logsumexp, run_rows, run_rowwise
@@ -31,12 +31,10 @@ from .kernels import rows as row_kernels
 from .kernels.kinds import Kind
 
 AxisLike = int | tuple[int, ...] | None
+DimLike = Hashable | Sequence[Hashable] | None
 
 
-def _is_dask_array(x: Any) -> bool:
-    """True for a ``dask.array.Array`` (without importing dask)."""
-    da = sys.modules.get("dask.array")
-    return da is not None and isinstance(x, da.Array)
+_is_dask_array = _dispatch.is_dask
 
 
 _F32 = np.dtype(np.float32)
@@ -192,7 +190,8 @@ def softmax(
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
     dtype: DTypeLike = None,
-) -> np.ndarray:
+    dim: DimLike = None,
+) -> Any:
     r"""Softmax along an axis: ``exp(x) / sum(exp(x))``, computed stably.
 
     .. math:: \sigma(x)_i = \frac{e^{x_i / T}}{\sum_j e^{x_j / T}}
@@ -203,7 +202,9 @@ def softmax(
     Parameters
     ----------
     x : array_like
-        Input; lists, scalars and arrays of any shape and memory layout.
+        Input; lists, scalars and arrays of any shape and memory layout;
+        also xarray DataArrays, pandas DataFrames and Series, numpy masked
+        arrays and dask arrays, returned as the same type.
         float32 and float64 are computed and returned as such; float16 is
         computed in higher precision and returned as float16; bool and
         integers give float64.  Complex input is accepted (scipy's
@@ -225,12 +226,19 @@ def softmax(
         size.
     dtype : dtype, optional
         Float dtype to compute and return in (e.g. ``np.float32``).
+    dim : str or sequence of str, optional
+        For an ``xarray.DataArray`` only: the dimension(s) by name, instead
+        of ``axis``.
 
     Returns
     -------
-    ndarray
+    ndarray, DataArray, DataFrame, Series or MaskedArray
         Same shape as ``x`` (a numpy scalar for 0-d input); values in
-        [0, 1] summing to 1 along ``axis``.
+        [0, 1] summing to 1 along ``axis``.  Of ``x``'s type when that is
+        an xarray DataArray, a pandas DataFrame or Series (labels kept), a
+        numpy masked array (masked entries take no part, as with
+        ``where=~mask``, and the result has ``x``'s mask) or a dask array
+        (lazy).
 
     Notes
     -----
@@ -278,11 +286,18 @@ def softmax(
     >>> y
     array([0.09003057, 0.24472848, 0.66524094], dtype=float32)
     """
-    if (type(axis) is int and axis == -1 and where is out is dtype is None
+    if (type(axis) is int and axis == -1 and where is out is dtype is dim is None
             and type(temperature) is float and temperature == 1.0):
         res = _last_axis(_SOFTMAX, x)
         if res is not None:
             return res
+    other = _dispatch.kind_of(x)
+    if other is not None and other != _dispatch.DASK:
+        from .integrations import labels
+
+        return labels.call(other, "softmax", softmax, x, axis, dim, dict(
+            temperature=temperature, where=where, out=out, dtype=dtype))
+    _dispatch.check_dim(other, dim)
     return _softmax_family(Kind.SOFTMAX, x, axis, temperature, where, out, dtype)
 
 
@@ -294,7 +309,8 @@ def log_softmax(
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
     dtype: DTypeLike = None,
-) -> np.ndarray:
+    dim: DimLike = None,
+) -> Any:
     r"""Logarithm of the softmax along an axis, computed without ``log(0)``.
 
     .. math:: \log\sigma(x)_i = x_i / T - \log\sum_j e^{x_j / T}
@@ -318,12 +334,16 @@ def log_softmax(
         place.
     dtype : dtype, optional
         Float dtype to compute and return in.
+    dim : str or sequence of str, optional
+        For an ``xarray.DataArray`` only: the dimension(s) by name, instead
+        of ``axis``.
 
     Returns
     -------
-    ndarray
+    ndarray, DataArray, DataFrame, Series or MaskedArray
         Same shape as ``x`` (a numpy scalar for 0-d input); values <= 0
-        whose ``exp`` sums to 1 along ``axis``.
+        whose ``exp`` sums to 1 along ``axis``; of ``x``'s type as for
+        :func:`softmax` (masked entries: masked in the result).
 
     Notes
     -----
@@ -347,11 +367,18 @@ def log_softmax(
     >>> float(softjit.log_softmax([0.0, -40.0])[0])
     -4.248354255291589e-18
     """
-    if (type(axis) is int and axis == -1 and where is out is dtype is None
+    if (type(axis) is int and axis == -1 and where is out is dtype is dim is None
             and type(temperature) is float and temperature == 1.0):
         res = _last_axis(_LOG_SOFTMAX, x)
         if res is not None:
             return res
+    other = _dispatch.kind_of(x)
+    if other is not None and other != _dispatch.DASK:
+        from .integrations import labels
+
+        return labels.call(other, "log_softmax", log_softmax, x, axis, dim, dict(
+            temperature=temperature, where=where, out=out, dtype=dtype))
+    _dispatch.check_dim(other, dim)
     return _softmax_family(Kind.LOG_SOFTMAX, x, axis, temperature, where, out, dtype)
 
 
@@ -365,7 +392,8 @@ def logsumexp(
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
     dtype: DTypeLike = None,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    dim: DimLike = None,
+) -> Any:
     r"""``log(sum(b * exp(x)))`` along an axis, computed stably.
 
     Parameters
@@ -391,11 +419,18 @@ def logsumexp(
         Array of the reduced shape and the result dtype to write into.
     dtype : dtype, optional
         Float dtype to compute and return in.
+    dim : str or sequence of str, optional
+        For an ``xarray.DataArray`` only: the dimension(s) by name, instead
+        of ``axis``.
 
     Returns
     -------
     res : ndarray
         The reduced result (a numpy scalar when it has no dimensions).
+        For a DataArray, a DataArray without the reduced dimensions; for a
+        DataFrame, a Series over the remaining axis (the index for
+        ``axis=-1``), for a Series a scalar; for a masked array, a masked
+        array masked where a whole slice was masked; for dask, lazy.
     sign : ndarray
         Only with ``return_sign``: +1, 0 or -1 (a complex phase for complex
         input).
@@ -416,12 +451,20 @@ def logsumexp(
     >>> softjit.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
     (np.float64(1.5413248546129181), np.float64(-1.0))
     """
-    if (type(axis) is int and axis == -1 and b is where is out is dtype is None
+    if (type(axis) is int and axis == -1 and b is where is out is dtype is dim is None
             and not keepdims and not return_sign):
         res = _last_axis(_LOGSUMEXP, x)
         if res is not None:
             return res
-    if _is_dask_array(x) or _is_dask_array(b):
+    other = _dispatch.kind_of(x)
+    if other is not None and other != _dispatch.DASK:
+        from .integrations import labels
+
+        return labels.call(other, "logsumexp", logsumexp, x, axis, dim, dict(
+            b=b, keepdims=keepdims, return_sign=return_sign, where=where, out=out,
+            dtype=dtype))
+    _dispatch.check_dim(other, dim)
+    if other == _dispatch.DASK or _is_dask_array(b):
         from .integrations import dask as dask_arrays
 
         return dask_arrays.logsumexp(x, axis, b, keepdims, return_sign, where, out, dtype)

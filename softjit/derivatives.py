@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _dispatch
+from ._core import softmax
 from ._layout import empty_rows_layout, moved_last, rows_input, rows_shape, rows_view, same_layout
 from ._run import run_drivers
 from ._validate import (
@@ -44,6 +46,27 @@ _PAIR_DRIVERS = {
 }
 
 
+def forward_tolerance(dtype: np.dtype, n: int) -> float:
+    """How far from 1 the sum of a slice of ``n`` softmax outputs of
+    ``dtype`` may be (each entry rounded once, the sum's own rounding):
+    ``max(n, 4)`` machine epsilons of ``dtype``."""
+    return max(n, 4) * float(np.finfo(dtype).eps)
+
+
+def check_forward(fn: str, name: str, bad: np.ndarray, tol: float) -> None:
+    """The ValueError for slices that are not a forward output."""
+    nbad = int(np.count_nonzero(bad))
+    if nbad:
+        what = "log_softmax(x)" if name == "logp" else "softmax(x)"
+        rule = ("entries <= 0 whose exp sums to 1" if name == "logp"
+                else "non-negative entries summing to 1")
+        raise ValueError(
+            f"{fn}: {name} must be {what} along axis ({rule}, within {tol:.1e}); "
+            f"{nbad} of {bad.size} slices are not. For the derivative at logits x, "
+            f"pass softmax(x) (or use softmax_jacobian(x, from_logits=True))."
+        )
+
+
 def _run_pair(
     kind: str,
     a: np.ndarray,
@@ -51,12 +74,15 @@ def _run_pair(
     out: np.ndarray,
     axes: tuple[int, ...],
     mask: np.ndarray | None,
-) -> None:
+    tol: float,
+) -> np.ndarray:
     """Run the ``kind`` row kernel on ``(a, b)`` into ``out`` (all of one
-    shape, ``a``/``b``/``out`` of the kernel dtype)."""
+    shape, ``a``/``b``/``out`` of the kernel dtype); returns the per-slice
+    flags of ``a`` not being a forward output."""
     rows, n = rows_shape(a.shape, axes)
+    bad = np.zeros(rows, np.bool_)
     if rows * n == 0:
-        return
+        return bad
     a2 = rows_input(a, axes, rows, n)
     b2 = rows_input(b, axes, rows, n)
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
@@ -65,10 +91,11 @@ def _run_pair(
     if staged:
         o2 = np.empty((rows, n), out.dtype)
     serial, parallel = _PAIR_DRIVERS[kind]
-    run_drivers(serial, parallel, rows, rows * n, a2, b2, o2, m2)
+    run_drivers(serial, parallel, rows, rows * n, a2, b2, o2, m2, tol, bad)
     if staged:
         moved_out = moved_last(out, axes)
         np.copyto(moved_out, o2.reshape(moved_out.shape))
+    return bad
 
 
 def _pairwise(
@@ -82,7 +109,19 @@ def _pairwise(
     out: np.ndarray | None,
 ) -> np.ndarray:
     """Shared wrapper of the VJP/JVP functions: broadcasting, dtypes,
-    ``out=`` (including in place), 0-d input."""
+    ``out=`` (including in place), 0-d input; a DataArray, pandas object or
+    masked array ``a`` gives its type back (a masked array's mask acts as
+    ``where=~mask``)."""
+    other = _dispatch.kind_of(a)
+    if other not in (None, _dispatch.DASK):
+        from .integrations import labels
+
+        if other == _dispatch.MASKED:
+            keep = ~np.ma.getmaskarray(a)
+            where = keep if where is None else keep & np.asarray(where, dtype=bool)
+        res = _pairwise(kind, fn, labels.unwrap(a), labels.unwrap(b, a), names, axis, where,
+                        out)
+        return labels.like(a, res)
     arr_a = real_array(a, names[0], fn)
     arr_b = real_array(b, names[1], fn)
     try:
@@ -99,20 +138,22 @@ def _pairwise(
     ak = np.broadcast_to(arr_a.astype(k_dt, copy=False), shape).reshape(work_shape)
     bk = np.broadcast_to(arr_b.astype(k_dt, copy=False), shape).reshape(work_shape)
     mask = None if where is None else as_mask(where, work_shape)
+    tol = forward_tolerance(result_dtype(arr_a.dtype), rows_shape(work_shape, axes)[1])
 
     if out is not None:
         check_out(out, shape, res_dt)
         res = out.reshape(work_shape)
         if res.dtype == k_dt:
-            _run_pair(kind, _detach(ak, res), _detach(bk, res), res, axes, mask)
+            bad = _run_pair(kind, _detach(ak, res), _detach(bk, res), res, axes, mask, tol)
+            check_forward(fn, names[0], bad, tol)
             return out
         tmp = empty_rows_layout(work_shape, axes, k_dt)
-        _run_pair(kind, ak, bk, tmp, axes, mask)
+        check_forward(fn, names[0], _run_pair(kind, ak, bk, tmp, axes, mask, tol), tol)
         np.copyto(res, tmp, casting="unsafe")
         return out
 
     tmp = empty_rows_layout(work_shape, axes, k_dt)
-    _run_pair(kind, ak, bk, tmp, axes, mask)
+    check_forward(fn, names[0], _run_pair(kind, ak, bk, tmp, axes, mask, tol), tol)
     result = tmp.astype(res_dt, copy=False).reshape(shape)
     return result[()] if result.ndim == 0 else result
 
@@ -303,7 +344,9 @@ def log_softmax_vjp(
     )
 
 
-def softmax_jacobian(y: ArrayLike, axis: AxisLike = -1) -> np.ndarray:
+def softmax_jacobian(
+    y: ArrayLike, axis: AxisLike = -1, *, from_logits: bool = False
+) -> np.ndarray:
     r"""The Jacobian of softmax, from its output, for every slice.
 
     .. math:: J = \mathrm{diag}(y) - y y^\top, \qquad
@@ -312,11 +355,15 @@ def softmax_jacobian(y: ArrayLike, axis: AxisLike = -1) -> np.ndarray:
     Parameters
     ----------
     y : array_like
-        The softmax output along ``axis``.
+        The softmax output along ``axis`` (or the logits, with
+        ``from_logits``).
     axis : int, tuple of ints or None, optional
         The softmax axis.  For several axes (or ``None``) the softmax
         entries are taken in C order of those axes, as one axis of length
         ``n`` (their product).  Default ``-1``.
+    from_logits : bool, optional
+        ``y`` holds the logits ``x``: the Jacobian of softmax at ``x``
+        (softmax is computed first).  Default False.
 
     Returns
     -------
@@ -338,7 +385,21 @@ def softmax_jacobian(y: ArrayLike, axis: AxisLike = -1) -> np.ndarray:
            [-0.125 , -0.125 ,  0.25  ]])
     >>> softjit.softmax_jacobian(np.ones((4, 2, 3)) / 2, axis=1).shape
     (4, 3, 2, 2)
+
+    From logits (the derivative of softmax at ``x``):
+
+    >>> softjit.softmax_jacobian(np.log([1.0, 1.0, 2.0]), from_logits=True)[2]
+    array([-0.125, -0.125,  0.25 ])
+
+    Logits where probabilities are expected are refused:
+
+    >>> softjit.softmax_jacobian(np.array([1.0, 2.0, 3.0]))
+    Traceback (most recent call last):
+    ...
+    ValueError: softmax_jacobian: y must be softmax(x) along axis ...
     """
+    if from_logits:
+        y = softmax(y, axis)
     arr = real_array(y, "y", "softmax_jacobian")
     res_dt = result_dtype(arr.dtype)
     k_dt = kernel_dtype(res_dt)
@@ -349,6 +410,8 @@ def softmax_jacobian(y: ArrayLike, axis: AxisLike = -1) -> np.ndarray:
     res = np.empty((rows, n, n), k_dt)
     if rows * n:
         y2 = rows_input(work.astype(k_dt, copy=False), axes, rows, n)
+        tol = forward_tolerance(res_dt, n)
+        bad = np.zeros(rows, np.bool_)
         run_drivers(
             grad_kernels.softmax_jacobian_rows_serial,
             grad_kernels.softmax_jacobian_rows_parallel,
@@ -356,5 +419,8 @@ def softmax_jacobian(y: ArrayLike, axis: AxisLike = -1) -> np.ndarray:
             rows * n * n,
             y2,
             res,
+            tol,
+            bad,
         )
+        check_forward("softmax_jacobian", "y", bad, tol)
     return res.astype(res_dt, copy=False).reshape([*kept, n, n])

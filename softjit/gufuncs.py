@@ -123,15 +123,15 @@ def _logsumexp_core(x, out):
 
 
 def _softmax_vjp_core(y, g, out):
-    grad_kernels.softmax_vjp_row(y, g, out, None)
+    grad_kernels.softmax_vjp_row(y, g, out, None, np.inf)
 
 
 def _log_softmax_vjp_core(logp, g, out):
-    grad_kernels.log_softmax_vjp_row(logp, g, out, None)
+    grad_kernels.log_softmax_vjp_row(logp, g, out, None, np.inf)
 
 
 def _softmax_jacobian_core(y, out):
-    grad_kernels.softmax_jacobian_row(y, out)
+    grad_kernels.softmax_jacobian_row(y, out, np.inf)
 
 
 def _cross_entropy_core(x, label, out):

@@ -43,7 +43,12 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
-import xarray as xr
+
+try:
+    import xarray as xr
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'softjit.xarray needs xarray: pip install "softjit[xarray]"') from exc
 from numpy.typing import DTypeLike
 
 from . import _core

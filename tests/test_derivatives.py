@@ -242,8 +242,8 @@ def test_dtypes(rng):
     np.testing.assert_allclose(half, want.astype(np.float16), rtol=2e-3, atol=1e-4)
     assert softjit.softmax_vjp(y.astype(np.float32), g).dtype == np.float64
     assert softjit.softmax_vjp([0.5, 0.5], [1, 2]).dtype == np.float64
-    assert softjit.log_softmax_vjp(np.zeros(3, np.float32), np.ones(3, np.float32)).dtype \
-        == np.float32
+    logp32 = np.full(3, -np.log(3.0), np.float32)
+    assert softjit.log_softmax_vjp(logp32, np.ones(3, np.float32)).dtype == np.float32
     assert softjit.softmax_jacobian(np.array([0.5, 0.5], np.float16)).dtype == np.float16
     assert softjit.softmax_jacobian([1, 0]).dtype == np.float64
     # 0-d: a one-element slice
@@ -318,8 +318,9 @@ def test_parallel_path_matches_serial(rng):
     big = softjit.log_softmax_vjp(np.log(y), g)
     np.testing.assert_array_equal(big[:10], softjit.log_softmax_vjp(np.log(y[:10]), g[:10]))
     jac = softjit.softmax_jacobian(y[:4])
-    np.testing.assert_array_equal(softjit.softmax_jacobian(y[:4, :64])[1],
-                                  softjit.softmax_jacobian(y[1, :64]))
+    y64 = softjit.softmax(rng.standard_normal((4, 64)).astype(np.float32))
+    np.testing.assert_array_equal(softjit.softmax_jacobian(y64)[1],
+                                  softjit.softmax_jacobian(y64[1]))
     assert jac.shape == (4, 256, 256)
 
 

@@ -427,7 +427,7 @@ def test_cross_entropy_bad_logits():
 def test_margin_ranking_seed_example():
     scores = np.array([0.5, 0.2, -0.1, 1.0, -0.5, 0.3]).reshape(2, 3)
     want = sum(max(0.0, 1.0 - s[0] + s[j]) for s in scores for j in (1, 2))
-    assert softjit.margin_ranking_loss(scores) == pytest.approx(want, rel=1e-15)
+    assert softjit.margin_ranking_loss(scores, reduction="sum") == pytest.approx(want, rel=1e-15)
     np.testing.assert_allclose(softjit.margin_ranking_loss(scores, reduction="none"),
                                [1.1, 0.3], rtol=1e-15)
     assert softjit.margin_ranking_loss(scores, reduction="mean") == pytest.approx(0.7)
@@ -440,13 +440,16 @@ def test_margin_ranking_seed_example():
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_margin_ranking_against_reference_and_fd(shape, axis, positive, margin, reduction, rng):
     s = rng.standard_normal(shape)
-    got = softjit.margin_ranking_loss(s, margin, positive, axis, reduction)
+    got = softjit.margin_ranking_loss(s, axis, margin=margin, positive=positive,
+                                      reduction=reduction)
     want = refg.margin_ranking(s, margin, positive, axis, reduction)
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
-    loss, grad = softjit.margin_ranking_loss_with_grad(s, margin, positive, axis, reduction)
+    loss, grad = softjit.margin_ranking_loss_with_grad(
+        s, axis, margin=margin, positive=positive, reduction=reduction)
     np.testing.assert_array_equal(loss, got)
     fd = refg.finite_difference(
-        lambda v: np.sum(softjit.margin_ranking_loss(v, margin, positive, axis, reduction)), s)
+        lambda v: np.sum(softjit.margin_ranking_loss(v, axis, margin=margin, positive=positive,
+                                                     reduction=reduction)), s)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 
@@ -462,7 +465,7 @@ def test_margin_ranking_against_torch(dtype, reduction, rng):
         pos, neg, torch.ones(5, 3, dtype=st.dtype), margin=0.5, reduction="none")
     want = want.sum(dim=1) if reduction == "none" else want.sum()
     want.sum().backward()
-    loss, grad = softjit.margin_ranking_loss_with_grad(s, 0.5, reduction=reduction)
+    loss, grad = softjit.margin_ranking_loss_with_grad(s, margin=0.5, reduction=reduction)
     assert grad.dtype == dtype
     np.testing.assert_allclose(loss, want.detach().numpy(), **tol(dtype))
     np.testing.assert_allclose(grad, st.grad.numpy(), **tol(dtype))
@@ -476,8 +479,8 @@ def test_margin_ranking_special_values():
     assert np.isfinite(grad[1:]).all()
     assert np.isnan(softjit.margin_ranking_loss(s))
     assert softjit.margin_ranking_loss(np.zeros((3, 1))) == 0.0  # no negatives
-    assert softjit.margin_ranking_loss(np.zeros((0, 3))) == 0.0
-    assert np.isnan(softjit.margin_ranking_loss(np.zeros((0, 3)), reduction="mean"))
+    assert softjit.margin_ranking_loss(np.zeros((0, 3)), reduction="sum") == 0.0
+    assert np.isnan(softjit.margin_ranking_loss(np.zeros((0, 3))))  # mean of no examples
     x32 = np.array([[0.5, 0.2, -0.1]], np.float32)
     loss, grad = softjit.margin_ranking_loss_with_grad(x32)
     assert loss.dtype == np.float32 and grad.dtype == np.float32
@@ -515,13 +518,16 @@ def test_multi_margin_against_reference_and_fd(p, margin, weight, reduction, sha
     c = shape[axis]
     y = rng.integers(0, c, tuple(np.delete(shape, axis % len(shape))))
     w = rng.uniform(0.5, 2.0, c) if weight else None
-    got = softjit.multi_margin_loss(x, y, p, margin, w, reduction, axis=axis)
+    got = softjit.multi_margin_loss(x, y, axis, p=p, margin=margin, weight=w,
+                                    reduction=reduction)
     want = refg.multi_margin(x, y, p, margin, w, reduction, axis)
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
-    loss, grad = softjit.multi_margin_loss_with_grad(x, y, p, margin, w, reduction, axis=axis)
+    loss, grad = softjit.multi_margin_loss_with_grad(x, y, axis, p=p, margin=margin,
+                                                      weight=w, reduction=reduction)
     np.testing.assert_array_equal(loss, got)
     fd = refg.finite_difference(
-        lambda v: np.sum(softjit.multi_margin_loss(v, y, p, margin, w, reduction, axis=axis)), x)
+        lambda v: np.sum(softjit.multi_margin_loss(v, y, axis, p=p, margin=margin, weight=w,
+                                                   reduction=reduction)), x)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 
@@ -538,7 +544,8 @@ def test_multi_margin_against_torch(p, margin, weight, reduction, dtype, rng):
         xt, torch.tensor(y), p=p, margin=margin,
         weight=None if w is None else torch.tensor(w), reduction=reduction)
     want.sum().backward()
-    loss, grad = softjit.multi_margin_loss_with_grad(x, y, p, margin, w, reduction)
+    loss, grad = softjit.multi_margin_loss_with_grad(x, y, p=p, margin=margin, weight=w,
+                                                      reduction=reduction)
     assert np.asarray(loss).dtype == dtype and grad.dtype == dtype
     np.testing.assert_allclose(loss, want.detach().numpy(), **tol(dtype))
     np.testing.assert_allclose(grad, xt.grad.numpy(), **tol(dtype))
@@ -608,7 +615,8 @@ def test_loss_gufuncs(dtype, rng):
     assert np.isnan(gufuncs.cross_entropy(x[0, 0], 5)) and np.isnan(gufuncs.cross_entropy(x[0, 0],
                                                                                           -1))
     np.testing.assert_array_equal(gufuncs.margin_ranking_loss(x, 1, 0.5),
-                                  softjit.margin_ranking_loss(x, 0.5, 1, reduction="none"))
+                                  softjit.margin_ranking_loss(x, margin=0.5, positive=1,
+                                                              reduction="none"))
     np.testing.assert_array_equal(gufuncs.multi_margin_loss(x, y, 0.5),
                                   softjit.multi_margin_loss(x, y, margin=0.5, reduction="none"))
     assert np.isnan(gufuncs.margin_ranking_loss(x[0, 0], 5, 1.0))
@@ -620,3 +628,83 @@ def test_loss_gufuncs(dtype, rng):
                                **tol(dtype))
     with pytest.raises(TypeError):
         gufuncs.cross_entropy(x, y.astype(np.float64))
+
+
+# --- one convention, where=, dask --------------------------------------------
+
+
+def test_losses_share_one_convention():
+    """Data arguments, then axis (positional), then keyword-only options;
+    every loss returns a numpy scalar for 'mean'/'sum' and an array for 'none'."""
+    import inspect
+
+    for fn in (softjit.cross_entropy, softjit.margin_ranking_loss, softjit.multi_margin_loss,
+               softjit.cross_entropy_with_grad, softjit.margin_ranking_loss_with_grad,
+               softjit.multi_margin_loss_with_grad):
+        params = list(inspect.signature(fn).parameters.values())
+        names = [p.name for p in params]
+        i = names.index("axis")
+        assert params[i].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[i + 1:]), fn
+        assert {"reduction", "where"} <= set(names[i + 1:])
+        assert inspect.signature(fn).parameters["reduction"].default == "mean"
+        assert "Any" not in str(inspect.signature(fn).return_annotation)
+
+
+def test_margin_ranking_where_leaves_entries_out(rng):
+    s = rng.standard_normal((6, 5))
+    keep = rng.random((6, 5)) < 0.7
+    keep[2, 0] = False  # a positive left out: the example does not count
+    keep[3, 0] = True
+    loss, grad = softjit.margin_ranking_loss_with_grad(s, where=keep, reduction="none")
+    for r in range(6):
+        if not keep[r, 0]:
+            assert loss[r] == 0 and (grad[r] == 0).all()
+            continue
+        sub = s[r][keep[r]]  # the positive stays first
+        want = refg.margin_ranking(sub, reduction="none")
+        np.testing.assert_allclose(loss[r], want, rtol=1e-14)
+        assert (grad[r][~keep[r]] == 0).all()
+    mean = softjit.margin_ranking_loss(s, where=keep)
+    np.testing.assert_allclose(mean, loss.sum() / keep[:, 0].sum(), rtol=1e-14)
+    fd = refg.finite_difference(lambda v: softjit.margin_ranking_loss(v, where=keep), s)
+    np.testing.assert_allclose(softjit.margin_ranking_loss_with_grad(s, where=keep)[1], fd,
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_multi_margin_where_is_the_loss_over_the_kept_classes(rng):
+    x = rng.standard_normal((5, 6))
+    y = rng.integers(0, 6, 5)
+    keep = rng.random((5, 6)) < 0.7
+    keep[np.arange(5), y] = True
+    keep[4, y[4]] = False  # a target left out: the sample does not count
+    loss = softjit.multi_margin_loss(x, y, where=keep, reduction="none")
+    for r in range(4):
+        cols = np.flatnonzero(keep[r])
+        want = refg.multi_margin(x[r][cols], int(np.searchsorted(cols, y[r])), reduction="none")
+        np.testing.assert_allclose(loss[r], want, rtol=1e-14)
+    assert loss[4] == 0
+    np.testing.assert_allclose(softjit.multi_margin_loss(x, y, where=keep), loss.sum() / 4,
+                               rtol=1e-14)
+    fd = refg.finite_difference(lambda v: softjit.multi_margin_loss(v, y, where=keep), x)
+    np.testing.assert_allclose(softjit.multi_margin_loss_with_grad(x, y, where=keep)[1], fd,
+                               rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_margin_losses_of_dask_arrays_are_lazy_and_equal(reduction, rng):
+    da = pytest.importorskip("dask.array")
+    s = rng.standard_normal((40, 7))
+    y = rng.integers(0, 7, 40)
+    keep = rng.random((40, 7)) < 0.8
+    sd = da.from_array(s, chunks=(15, 3))
+    for fn, args in ((softjit.margin_ranking_loss_with_grad, ()),
+                     (softjit.multi_margin_loss_with_grad, (y,))):
+        for where in (None, keep):
+            lazy_loss, lazy_grad = fn(sd, *args, reduction=reduction, where=where)
+            assert isinstance(lazy_loss, da.Array) and isinstance(lazy_grad, da.Array)
+            loss, grad = fn(s, *args, reduction=reduction, where=where)
+            np.testing.assert_allclose(lazy_loss.compute(), loss, rtol=1e-13)
+            np.testing.assert_allclose(lazy_grad.compute(), grad, rtol=1e-13, atol=1e-16)
+    with pytest.raises(IndexError):
+        softjit.multi_margin_loss(sd, np.full(40, 9))

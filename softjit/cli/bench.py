@@ -164,6 +164,8 @@ def _jax(op: str, x: np.ndarray, axis: int) -> Callable[[], Any] | None:
         import jax
     except ImportError:
         return None
+    # jax computes float64 input in float32 unless 64-bit mode is on.
+    jax.config.update("jax_enable_x64", True)
     jx = jax.device_put(x)
     fn = jax.jit(functools.partial(
         {"softmax": jax.nn.softmax, "softmax_inplace": jax.nn.softmax,

@@ -423,3 +423,95 @@ def _ce_grad(
     with np.errstate(all="ignore"):
         g = total * p - q
     return np.where(rows["counted"] if mb is None else rows["counted"] & mb, g, 0.0)
+
+
+# --------------------------------------------------------------------------- margin losses
+
+
+def margin_loss(
+    fn: Any,
+    x: Any,
+    target: Any,
+    axis: int,
+    reduction: str,
+    where: Any,
+    want_grad: bool,
+    options: dict[str, Any],
+) -> Any:
+    """A margin loss (``fn``: :func:`softjit.margin_ranking_loss_with_grad`
+    or :func:`softjit.multi_margin_loss_with_grad`) of dask input, lazily:
+    the class axis in one chunk, per-example losses, the gradient of their
+    sum and the count of examples that take part, block by block, then
+    the reduction."""
+    xs = _stand_in(x)
+    ax = loss_args._class_axis(axis, xs.ndim)
+    # Check the arguments now, as numpy input would: shapes here, values on
+    # one example of zero-strided stand-ins.
+    if where is not None:
+        np.broadcast_shapes(np.shape(where), xs.shape)
+    if target is not None and tuple(np.shape(target)) != xs.shape[:ax] + xs.shape[ax + 1:]:
+        raise ValueError(f"target with shape {np.shape(target)} does not match the logits' "
+                         f"shape {xs.shape} without axis {ax}")
+    one = tuple(slice(0, min(1, d)) if i != ax else slice(None) for i, d in enumerate(xs.shape))
+    small: tuple[Any, ...] = (xs[one],)
+    if target is not None:
+        if isinstance(target, da.Array):  # class 0 stands in for the unknown values
+            ts = np.broadcast_to(np.zeros((), target.dtype), target.shape)
+        else:
+            ts = np.asarray(target)
+        small = (xs[one], ts[one[:ax] + one[ax + 1:]])
+    fn(*small, axis, reduction=reduction, **options)
+    xd = da.asarray(x)
+    xd = xd.rechunk({ax: -1})
+    keep = _chunked(np.ones(xd.shape, bool) if where is None
+                    else np.broadcast_to(where, xd.shape) if not isinstance(where, da.Array)
+                    else da.broadcast_to(where, xd.shape), xd.chunks)
+    blocks = [xd, keep]
+    if target is not None:
+        reduced_chunks = xd.chunks[:ax] + xd.chunks[ax + 1:]
+        td = _chunked(target if isinstance(target, da.Array) else np.asarray(target),
+                      reduced_chunks)
+        blocks.append(da.expand_dims(td, ax))
+    res_dt = result_dtype(xs.dtype)
+
+    def per_block(xb: np.ndarray, kb: np.ndarray, *tb: np.ndarray) -> np.ndarray:
+        """Per-example loss, taking part (0/1) and the gradient of the
+        summed loss, stacked on a new leading axis of length 3 + n."""
+        targs = (xb,) if not tb else (xb, np.squeeze(tb[0], ax))
+        loss, grad = fn(*targs, axis, reduction="none", where=kb, **options)
+        taking = _taking_part(xb, kb, tb, ax, options)
+        return np.concatenate([np.expand_dims(np.asarray(loss, np.float64), ax),
+                               np.expand_dims(taking.astype(np.float64), ax),
+                               grad.astype(np.float64)], axis=ax)
+
+    n = xd.shape[ax]
+    chunks = (*xd.chunks[:ax], (n + 2,), *xd.chunks[ax + 1:])
+    packed = da.map_blocks(per_block, *blocks, dtype=np.float64, chunks=chunks)
+    index = [slice(None)] * xd.ndim
+    index[ax] = 0
+    loss_rows = packed[tuple(index)]
+    index[ax] = 1
+    taking = packed[tuple(index)]
+    index[ax] = slice(2, None)
+    grad = packed[tuple(index)]
+    if reduction == "none":
+        loss = loss_rows.astype(res_dt)
+    elif reduction == "sum":
+        loss = loss_rows.sum().astype(res_dt)
+    else:
+        count = taking.sum()
+        loss = (loss_rows.sum() / count).astype(res_dt)
+        grad = grad / count
+    if not want_grad:
+        return loss
+    return loss, grad.astype(res_dt)
+
+
+def _taking_part(xb: np.ndarray, kb: np.ndarray, tb: tuple[np.ndarray, ...], ax: int,
+                 options: dict[str, Any]) -> np.ndarray:
+    """Which examples of a block count in the mean: the positive kept
+    (margin ranking) or the target class kept (multi-margin)."""
+    if not tb:
+        return np.take(kb, options.get("positive", 0), axis=ax)
+    t = np.asarray(tb[0]).astype(np.intp)
+    return np.take_along_axis(kb, t, axis=ax).squeeze(ax) & kb.any(axis=ax)

@@ -37,84 +37,121 @@ from .exact import mask_row as row_of  # row r of a 2-D array, or None (numba on
 
 
 @njit(**SERIAL)
-def softmax_vjp_row(y, g, out, mask):
+def not_softmax(mn, s, count, tol):
+    """Whether a row whose valid entries have minimum ``mn`` and sum ``s``
+    (``count`` of them) cannot be a softmax output: a negative entry, or a
+    sum off 1 by more than ``tol``.  Rows with no valid entry, all zeros
+    (a fully masked forward row) or a NaN pass (the forward pass gives
+    them 0s or NaN)."""
+    return count > 0 and (mn < 0.0 or (abs(s - 1.0) > tol and s != 0.0))
+
+
+@njit(**SERIAL)
+def softmax_vjp_row(y, g, out, mask, tol):
     """``out = y * (g - sum(g * y))`` over the valid entries; masked ones get 0.
+    Returns whether ``y`` is not a softmax output (:func:`not_softmax`),
+    found in the same pass.
 
     The Jacobian of softmax is symmetric, so this is also the JVP.  ``out``
     may be ``y`` or ``g`` itself: entry ``i`` is read before it is written.
     """
     d = 0.0
+    s = 0.0
+    mn = 0.0
+    count = 0
     for i in range(y.shape[0]):
         if mask is not None and not mask[i]:
             continue
-        d += np.float64(y[i]) * np.float64(g[i])
+        yi = np.float64(y[i])
+        d += yi * np.float64(g[i])
+        s += yi
+        mn = min(mn, yi)
+        count += 1
     for i in range(y.shape[0]):
         if mask is not None and not mask[i]:
             out[i] = 0.0
         else:
             out[i] = np.float64(y[i]) * (np.float64(g[i]) - d)
+    return not_softmax(mn, s, count, tol)
 
 
 @njit(**SERIAL)
-def log_softmax_vjp_row(logp, g, out, mask):
-    """``out = g - exp(logp) * sum(g)`` over the valid entries; masked ones get 0."""
+def log_softmax_vjp_row(logp, g, out, mask, tol):
+    """``out = g - exp(logp) * sum(g)`` over the valid entries; masked ones
+    get 0.  Returns whether ``logp`` is not a log_softmax output (an entry
+    above ``tol`` or ``exp(logp)`` not summing to 1 within ``tol``)."""
     s = 0.0
     for i in range(g.shape[0]):
         if mask is not None and not mask[i]:
             continue
         s += np.float64(g[i])
+    total = 0.0
+    mx = -np.inf
+    count = 0
     for i in range(g.shape[0]):
         if mask is not None and not mask[i]:
             out[i] = 0.0
         else:
-            out[i] = np.float64(g[i]) - math.exp(np.float64(logp[i])) * s
+            lp = np.float64(logp[i])
+            p = math.exp(lp)
+            total += p
+            mx = max(mx, lp)
+            count += 1
+            out[i] = np.float64(g[i]) - p * s
+    return not_softmax(-mx if mx > tol else 0.0, total, count, tol)
 
 
 @njit(**SERIAL)
-def softmax_jacobian_row(y, out):
-    """``out = diag(y) - outer(y, y)`` for one row ``y``; ``out`` is ``(n, n)``."""
+def softmax_jacobian_row(y, out, tol):
+    """``out = diag(y) - outer(y, y)`` for one row ``y``; ``out`` is ``(n, n)``.
+    Returns whether ``y`` is not a softmax output."""
     n = y.shape[0]
+    s = 0.0
+    mn = 0.0
     for i in range(n):
         yi = np.float64(y[i])
+        s += yi
+        mn = min(mn, yi)
         for j in range(n):
             out[i, j] = -yi * np.float64(y[j])
         out[i, i] = yi * (1.0 - yi)
+    return not_softmax(mn, s, n, tol)
 
 
 @njit(**SERIAL)
-def softmax_vjp_rows_serial(y, g, out, mask):
+def softmax_vjp_rows_serial(y, g, out, mask, tol, bad):
     for r in range(y.shape[0]):
-        softmax_vjp_row(y[r], g[r], out[r], row_of(mask, r))
+        bad[r] = softmax_vjp_row(y[r], g[r], out[r], row_of(mask, r), tol)
 
 
 @njit(**PARALLEL)
-def softmax_vjp_rows_parallel(y, g, out, mask):
+def softmax_vjp_rows_parallel(y, g, out, mask, tol, bad):
     for r in prange(y.shape[0]):
-        softmax_vjp_row(y[r], g[r], out[r], row_of(mask, r))
+        bad[r] = softmax_vjp_row(y[r], g[r], out[r], row_of(mask, r), tol)
 
 
 @njit(**SERIAL)
-def log_softmax_vjp_rows_serial(logp, g, out, mask):
+def log_softmax_vjp_rows_serial(logp, g, out, mask, tol, bad):
     for r in range(logp.shape[0]):
-        log_softmax_vjp_row(logp[r], g[r], out[r], row_of(mask, r))
+        bad[r] = log_softmax_vjp_row(logp[r], g[r], out[r], row_of(mask, r), tol)
 
 
 @njit(**PARALLEL)
-def log_softmax_vjp_rows_parallel(logp, g, out, mask):
+def log_softmax_vjp_rows_parallel(logp, g, out, mask, tol, bad):
     for r in prange(logp.shape[0]):
-        log_softmax_vjp_row(logp[r], g[r], out[r], row_of(mask, r))
+        bad[r] = log_softmax_vjp_row(logp[r], g[r], out[r], row_of(mask, r), tol)
 
 
 @njit(**SERIAL)
-def softmax_jacobian_rows_serial(y, out):
+def softmax_jacobian_rows_serial(y, out, tol, bad):
     for r in range(y.shape[0]):
-        softmax_jacobian_row(y[r], out[r])
+        bad[r] = softmax_jacobian_row(y[r], out[r], tol)
 
 
 @njit(**PARALLEL)
-def softmax_jacobian_rows_parallel(y, out):
+def softmax_jacobian_rows_parallel(y, out, tol, bad):
     for r in prange(y.shape[0]):
-        softmax_jacobian_row(y[r], out[r])
+        bad[r] = softmax_jacobian_row(y[r], out[r], tol)
 
 
 # ---------------------------------------------------------------------------

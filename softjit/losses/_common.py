@@ -18,6 +18,10 @@ from .._validate import (
 )
 
 Reduction = Literal["none", "mean", "sum"]
+#: What a loss returns: a numpy scalar for ``'mean'``/``'sum'``, an array
+#: of per-example losses for ``'none'``, or a lazy dask array for dask
+#: input.
+LossValue = np.floating | np.ndarray
 _REDUCTIONS = ("none", "mean", "sum")
 
 

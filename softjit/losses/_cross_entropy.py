@@ -20,6 +20,7 @@ from .._validate import (
 )
 from ..kernels import gradients as grad_kernels
 from ._common import (
+    LossValue,
     Reduction,
     _any_dask,
     _class_axis,
@@ -205,7 +206,7 @@ def cross_entropy(
     weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
     where: ArrayLike | None = None,
-) -> Any:
+) -> LossValue:
     r"""Cross-entropy between the softmax of logits and class targets.
 
     ``torch.nn.functional.cross_entropy`` (TensorFlow's
@@ -358,7 +359,7 @@ def cross_entropy_with_grad(
     weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
     where: ArrayLike | None = None,
-) -> tuple[Any, np.ndarray]:
+) -> tuple[LossValue, np.ndarray]:
     r"""Cross-entropy and its gradient with respect to the logits, in one pass.
 
     The loss is that of :func:`cross_entropy` (same arguments, same rules).

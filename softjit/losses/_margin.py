@@ -12,12 +12,15 @@ from numpy.typing import ArrayLike
 from .._layout import empty_rows_layout, rows_input, rows_shape, rows_view
 from .._run import run_drivers
 from .._validate import (
+    as_mask,
     kernel_dtype,
     result_dtype,
 )
 from ..kernels import gradients as grad_kernels
 from ._common import (
+    LossValue,
     Reduction,
+    _any_dask,
     _class_axis,
     _class_targets,
     _grad_out,
@@ -41,6 +44,7 @@ def _margin_ranking(
     positive: int,
     axis: int,
     reduction: str,
+    where: ArrayLike | None,
     want_grad: bool,
     fn: str,
 ) -> tuple[Any, np.ndarray | None]:
@@ -55,9 +59,48 @@ def _margin_ranking(
     mg = _real(margin, "margin")
     red = _reduction(reduction)
     reduced = s.shape[:ax] + s.shape[ax + 1 :]
-    return _margin_rows(s, axes, red, reduced, want_grad,
-                        grad_kernels.margin_ranking_rows_serial,
-                        grad_kernels.margin_ranking_rows_parallel, pos, mg)
+    kernels = (grad_kernels.margin_ranking_rows_serial, grad_kernels.margin_ranking_rows_parallel)
+    if where is None:
+        return _margin_rows(s, axes, red, reduced, want_grad, *kernels, pos, mg)
+    keep = as_mask(where, s.shape)
+    counted = np.take(keep, pos, axis=ax)  # examples whose positive is kept
+    return _masked_rows(s, keep, counted, None, axes, red, reduced, want_grad, kernels,
+                        pos, mg)
+
+
+def _masked_rows(
+    x: np.ndarray,
+    keep: np.ndarray,
+    counted: np.ndarray,
+    rescale: np.ndarray | None,
+    axes: tuple[int, ...],
+    red: str,
+    reduced: tuple[int, ...],
+    want_grad: bool,
+    kernels: tuple[Any, Any],
+    *options: Any,
+) -> tuple[Any, np.ndarray | None]:
+    """A margin loss with ``where``: the entries not kept are set to
+    ``-inf`` in a copy (their hinge terms and gradients are then 0), each
+    row's loss and gradient are multiplied by ``rescale`` (the multi-margin
+    loss's ``C / kept classes``), rows not ``counted`` (their positive or
+    target not kept) give 0 and are left out of the mean."""
+    res_dt = result_dtype(x.dtype)
+    k_dt = kernel_dtype(res_dt)
+    xm = np.where(keep, x.astype(k_dt, copy=False), -np.inf).astype(k_dt, copy=False)
+    loss, grad = _margin_rows(xm, axes, "none", reduced, want_grad, *kernels, *options)
+    factor = np.ones(counted.shape) if rescale is None else rescale
+    ncounted = float(np.count_nonzero(counted))
+    # (rows left out may hold -inf - -inf = NaN: replaced, without a warning)
+    with np.errstate(invalid="ignore"):
+        loss_rows = np.where(counted, np.asarray(loss, np.float64) * factor, 0.0).reshape(-1)
+        if grad is not None:
+            ax = axes[0]
+            g = np.where(np.expand_dims(counted, ax), grad * np.expand_dims(factor, ax), 0.0)
+            if red == "mean":
+                g = g / ncounted if ncounted else np.full_like(g, np.nan)
+            grad = g.astype(res_dt, copy=False)
+    return _reduce(loss_rows, red, ncounted, reduced, res_dt), grad
 
 
 
@@ -93,11 +136,13 @@ def _margin_rows(
 
 def margin_ranking_loss(
     scores: ArrayLike,
+    axis: int = -1,
+    *,
     margin: float = 1.0,
     positive: int = 0,
-    axis: int = -1,
-    reduction: Reduction = "sum",
-) -> Any:
+    reduction: Reduction = "mean",
+    where: ArrayLike | None = None,
+) -> LossValue:
     r"""Max-margin ranking loss: one positive against ``N`` negatives per example.
 
     For each example's scores :math:`s` (the positive at index :math:`p`,
@@ -158,19 +203,28 @@ def margin_ranking_loss(
     >>> float(softjit.margin_ranking_loss([0.0, np.nan, -5.0]))
     nan
     """
+    if _any_dask(scores, where):
+        from ..integrations import dask_losses
+
+        return dask_losses.margin_loss(margin_ranking_loss_with_grad, scores, None, axis,
+                                       reduction, where, False,
+                                       dict(margin=margin, positive=positive))
     loss, _ = _margin_ranking(
-        scores, margin, positive, axis, reduction, want_grad=False, fn="margin_ranking_loss"
+        scores, margin, positive, axis, reduction, where, want_grad=False,
+        fn="margin_ranking_loss"
     )
     return loss
 
 
 def margin_ranking_loss_with_grad(
     scores: ArrayLike,
+    axis: int = -1,
+    *,
     margin: float = 1.0,
     positive: int = 0,
-    axis: int = -1,
-    reduction: Reduction = "sum",
-) -> tuple[Any, np.ndarray]:
+    reduction: Reduction = "mean",
+    where: ArrayLike | None = None,
+) -> tuple[LossValue, np.ndarray]:
     r"""The margin ranking loss and its gradient with respect to the scores.
 
     The loss is that of :func:`margin_ranking_loss`; its gradient is
@@ -219,8 +273,14 @@ def margin_ranking_loss_with_grad(
     array([[-2.,  1.,  1.],
            [-1.,  0.,  1.]])
     """
+    if _any_dask(scores, where):
+        from ..integrations import dask_losses
+
+        return dask_losses.margin_loss(margin_ranking_loss_with_grad, scores, None, axis,
+                                       reduction, where, True,
+                                       dict(margin=margin, positive=positive))
     loss, grad = _margin_ranking(
-        scores, margin, positive, axis, reduction, want_grad=True,
+        scores, margin, positive, axis, reduction, where, want_grad=True,
         fn="margin_ranking_loss_with_grad",
     )
     assert grad is not None
@@ -240,6 +300,7 @@ def _multi_margin(
     weight: ArrayLike | None,
     reduction: str,
     axis: int,
+    where: ArrayLike | None,
     want_grad: bool,
     fn: str,
 ) -> tuple[Any, np.ndarray | None]:
@@ -256,22 +317,31 @@ def _multi_margin(
     red = _reduction(reduction)
     w = None if weight is None else _weights(weight, n_classes)
     y = _class_targets(t, n_classes, None)
-    return _margin_rows(x, axes, red, reduced, want_grad,
-                        grad_kernels.multi_margin_rows_serial,
-                        grad_kernels.multi_margin_rows_parallel, y, pp, mg, w)
+    kernels = (grad_kernels.multi_margin_rows_serial, grad_kernels.multi_margin_rows_parallel)
+    if where is None:
+        return _margin_rows(x, axes, red, reduced, want_grad, *kernels, y, pp, mg, w)
+    keep = as_mask(where, x.shape)
+    target_kept = np.take_along_axis(
+        keep, np.expand_dims(np.asarray(t, np.intp).reshape(reduced), ax), axis=ax).squeeze(ax)
+    nkept = keep.sum(axis=ax)
+    counted = target_kept & (nkept > 0)
+    rescale = n_classes / np.maximum(nkept, 1)  # the mean over the kept classes
+    return _masked_rows(x, keep, counted, rescale, axes, red, reduced, want_grad, kernels,
+                        y, pp, mg, w)
 
 
 
 def multi_margin_loss(
     logits: ArrayLike,
     target: ArrayLike,
+    axis: int = -1,
+    *,
     p: int = 1,
     margin: float = 1.0,
     weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
-    *,
-    axis: int = -1,
-) -> Any:
+    where: ArrayLike | None = None,
+) -> LossValue:
     r"""Multi-class hinge loss, as ``torch.nn.functional.multi_margin_loss``.
 
     For each sample's scores :math:`x` over :math:`C` classes, target class
@@ -333,8 +403,14 @@ def multi_margin_loss(
     >>> float(softjit.multi_margin_loss(x, [3, 0], p=2))
     0.1875
     """
+    if _any_dask(logits, target, where):
+        from ..integrations import dask_losses
+
+        return dask_losses.margin_loss(multi_margin_loss_with_grad, logits, target, axis,
+                                       reduction, where, False,
+                                       dict(p=p, margin=margin, weight=weight))
     loss, _ = _multi_margin(
-        logits, target, p, margin, weight, reduction, axis, want_grad=False,
+        logits, target, p, margin, weight, reduction, axis, where, want_grad=False,
         fn="multi_margin_loss",
     )
     return loss
@@ -343,13 +419,14 @@ def multi_margin_loss(
 def multi_margin_loss_with_grad(
     logits: ArrayLike,
     target: ArrayLike,
+    axis: int = -1,
+    *,
     p: int = 1,
     margin: float = 1.0,
     weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
-    *,
-    axis: int = -1,
-) -> tuple[Any, np.ndarray]:
+    where: ArrayLike | None = None,
+) -> tuple[LossValue, np.ndarray]:
     r"""The multi-margin loss and its gradient with respect to the logits.
 
     The loss is that of :func:`multi_margin_loss`.  With
@@ -402,8 +479,14 @@ def multi_margin_loss_with_grad(
     array([[ 0.125,  0.125,  0.125, -0.375],
            [-0.25 ,  0.   ,  0.125,  0.125]])
     """
+    if _any_dask(logits, target, where):
+        from ..integrations import dask_losses
+
+        return dask_losses.margin_loss(multi_margin_loss_with_grad, logits, target, axis,
+                                       reduction, where, True,
+                                       dict(p=p, margin=margin, weight=weight))
     loss, grad = _multi_margin(
-        logits, target, p, margin, weight, reduction, axis, want_grad=True,
+        logits, target, p, margin, weight, reduction, axis, where, want_grad=True,
         fn="multi_margin_loss_with_grad",
     )
     assert grad is not None
