@@ -190,3 +190,23 @@ def test_package_ships_type_information():
     from importlib import resources
 
     assert resources.files("softjit").joinpath("py.typed").is_file()
+
+
+def test_losses_give_labelled_per_example_losses(frame, array):
+    target = pd.Series([2, 0], index=frame.index)
+    loss = softjit.cross_entropy(frame, target, reduction="none")
+    assert isinstance(loss, pd.Series) and loss.index.equals(frame.index)
+    np.testing.assert_allclose(loss.to_numpy(), softjit.cross_entropy(
+        frame.to_numpy(), target.to_numpy(), reduction="none"), rtol=1e-15)
+    loss, grad = softjit.multi_margin_loss_with_grad(frame, target, reduction="none")
+    assert isinstance(loss, pd.Series) and isinstance(grad, pd.DataFrame)
+    assert grad.columns.equals(frame.columns)
+    scalar = softjit.cross_entropy(frame, target)
+    assert np.ndim(scalar) == 0
+    per_sample = softjit.margin_ranking_loss(array, reduction="none")
+    assert isinstance(per_sample, xr.DataArray) and per_sample.dims == ("sample",)
+    assert list(per_sample["sample"].values) == [10, 20, 30]
+    masked = np.ma.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], mask=[[0, 0, 1], [0, 0, 0]])
+    got = softjit.cross_entropy(masked, [0, 1], reduction="none")
+    np.testing.assert_allclose(got, softjit.cross_entropy(
+        masked.data, [0, 1], where=~masked.mask, reduction="none"), rtol=1e-15)

@@ -160,3 +160,49 @@ def unwrap(value: Any, reference: Any = None) -> Any:
     if isinstance(value, np.ma.MaskedArray):
         return np.ma.getdata(value)
     return value
+
+
+def loss_call(kind: str, fn: Callable[..., Any], x: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+    """A loss (or loss-and-gradient) ``fn`` of a DataArray, pandas object or
+    masked array ``x`` (the logits or scores): computed on the arrays
+    inside, the per-example losses (``reduction='none'``) returned over
+    ``x``'s other axes with their labels, the gradient like ``x``."""
+    axis = kwargs.pop("axis", args[-1] if len(args) > (1 if _has_target(fn) else 0) else -1)
+    if len(args) > (1 if _has_target(fn) else 0):
+        args = args[:-1]
+    if kind == MASKED:
+        keep = ~np.ma.getmaskarray(x)
+        where = kwargs.get("where")
+        kwargs["where"] = keep if where is None else keep & np.asarray(_plain(where), bool)
+    elif kwargs.get("where") is not None:
+        kwargs["where"] = unwrap(kwargs["where"], x)
+    plain_args = tuple(unwrap(a) for a in args)
+    result = fn(unwrap(x), *plain_args, axis, **kwargs)
+    if isinstance(result, tuple):
+        loss, grad = result
+        return _loss_like(x, axis, loss), like(x, grad)
+    return _loss_like(x, axis, result)
+
+
+def _has_target(fn: Callable[..., Any]) -> bool:
+    return not fn.__name__.startswith("margin_ranking")
+
+
+def _loss_like(x: Any, axis: int, loss: Any) -> Any:
+    """Per-example losses over ``x``'s axes other than ``axis``, labelled;
+    a scalar loss as it is."""
+    if np.ndim(loss) == 0:
+        return loss
+    import sys
+
+    ax = normalize_axis(axis, x.ndim)[0]
+    xr = sys.modules.get("xarray")
+    if xr is not None and isinstance(x, xr.DataArray):
+        return x.isel({x.dims[ax]: 0}, drop=True).copy(data=loss)
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(x, pd.DataFrame):
+        return pd.Series(loss, index=x.index if ax == 1 else x.columns)
+    if isinstance(x, np.ma.MaskedArray):
+        return np.ma.MaskedArray(loss, mask=np.ma.getmaskarray(x).all(axis=ax))
+    return loss

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .. import _dispatch
 from .._core import _is_dask_array
 from .._validate import (
     as_array,
@@ -162,3 +165,21 @@ def _reduce(
 
 def _grad_out(grad: np.ndarray | None, res_dt: np.dtype) -> np.ndarray | None:
     return None if grad is None else grad.astype(res_dt, copy=False)
+
+
+def keeps_types(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a loss the public functions' types-in, types-out rule: logits
+    (or scores) as an xarray DataArray, pandas DataFrame or numpy masked
+    array give per-example losses over their other axes, with labels, and
+    a gradient like them (a masked array's mask acts as ``where=~mask``)."""
+
+    @functools.wraps(fn)
+    def wrapper(x: Any, *args: Any, **kwargs: Any) -> Any:
+        other = _dispatch.kind_of(x)
+        if other is None or other == _dispatch.DASK:
+            return fn(x, *args, **kwargs)
+        from ..integrations import labels
+
+        return labels.loss_call(other, fn, x, args, kwargs)
+
+    return wrapper

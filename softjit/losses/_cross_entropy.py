@@ -33,6 +33,7 @@ from ._common import (
     _reduction,
     _target_kind,
     _weights,
+    keeps_types,
 )
 
 # ---------------------------------------------------------------------------
@@ -196,6 +197,7 @@ def _cross_entropy(
     return loss, _grad_out(res.grad, res.res_dt)
 
 
+@keeps_types
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -349,6 +351,7 @@ def cross_entropy(
     return loss
 
 
+@keeps_types
 def cross_entropy_with_grad(
     logits: ArrayLike,
     target: ArrayLike,

@@ -31,6 +31,7 @@ from ._common import (
     _reduce,
     _reduction,
     _weights,
+    keeps_types,
 )
 
 # ---------------------------------------------------------------------------
@@ -134,6 +135,7 @@ def _margin_rows(
     return _reduce(loss_rows, red, float(rows), reduced, res_dt), _grad_out(grad, res_dt)
 
 
+@keeps_types
 def margin_ranking_loss(
     scores: ArrayLike,
     axis: int = -1,
@@ -216,6 +218,7 @@ def margin_ranking_loss(
     return loss
 
 
+@keeps_types
 def margin_ranking_loss_with_grad(
     scores: ArrayLike,
     axis: int = -1,
@@ -331,6 +334,7 @@ def _multi_margin(
 
 
 
+@keeps_types
 def multi_margin_loss(
     logits: ArrayLike,
     target: ArrayLike,
@@ -416,6 +420,7 @@ def multi_margin_loss(
     return loss
 
 
+@keeps_types
 def multi_margin_loss_with_grad(
     logits: ArrayLike,
     target: ArrayLike,
