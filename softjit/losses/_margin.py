@@ -158,20 +158,24 @@ def margin_ranking_loss(
     ----------
     scores : array_like
         Scores with ``N + 1`` entries along ``axis`` for each example.
+    axis : int, optional
+        The axis holding each example's scores.  Default ``-1``.
     margin : float, optional
         The margin by which the positive should beat every negative.
         Default 1.
     positive : int, optional
         Index of the positive score along ``axis`` (negative values count
         from the end).  Default 0.
-    axis : int, optional
-        The axis holding each example's scores.  Default ``-1``.
     reduction : {'none', 'mean', 'sum'}, optional
         ``'none'``: one loss per example (the scores' shape without
-        ``axis``); ``'sum'`` (default): their sum; ``'mean'``: their mean
-        over the examples.  (torch's ``margin_ranking_loss`` with
-        ``reduction='mean'`` averages over the ``N`` pairs of each example
-        too: divide by ``N`` for that.)
+        ``axis``); ``'sum'``: their sum; ``'mean'`` (default): their mean
+        over the examples that take part.  (torch's ``margin_ranking_loss``
+        with ``reduction='mean'`` averages over the ``N`` pairs of each
+        example too: divide by ``N`` for that.)
+    where : array_like of bool, optional
+        Broadcastable to the scores' shape.  Entries where it is False take
+        no part: a left-out negative adds no term; an example whose positive
+        is left out has loss 0 and gradient 0 and is not counted in the mean.
 
     Returns
     -------
@@ -200,7 +204,9 @@ def margin_ranking_loss(
     >>> scores = np.array([0.5, 0.2, -0.1, 1.0, -0.5, 0.3]).reshape(2, 3)
     >>> softjit.margin_ranking_loss(scores, reduction="none")  # [0.7 + 0.4, 0 + 0.3]
     array([1.1, 0.3])
-    >>> round(float(softjit.margin_ranking_loss(scores)), 12)
+    >>> round(float(softjit.margin_ranking_loss(scores)), 12)  # the mean
+    0.7
+    >>> round(float(softjit.margin_ranking_loss(scores, reduction="sum")), 12)
     1.4
     >>> float(softjit.margin_ranking_loss([0.0, np.nan, -5.0]))
     nan
@@ -244,14 +250,16 @@ def margin_ranking_loss_with_grad(
     ----------
     scores : array_like
         Scores with ``N + 1`` entries along ``axis`` for each example.
+    axis : int, optional
+        The axis holding each example's scores.  Default ``-1``.
     margin : float, optional
         Default 1.
     positive : int, optional
         Index of the positive score along ``axis``.  Default 0.
-    axis : int, optional
-        The axis holding each example's scores.  Default ``-1``.
     reduction : {'none', 'mean', 'sum'}, optional
-        As :func:`margin_ranking_loss`.  Default ``'sum'``.
+        As :func:`margin_ranking_loss`.  Default ``'mean'``.
+    where : array_like of bool, optional
+        As :func:`margin_ranking_loss`.
 
     Returns
     -------
@@ -271,7 +279,7 @@ def margin_ranking_loss_with_grad(
     >>> import numpy as np
     >>> import softjit
     >>> scores = np.array([0.5, 0.2, -0.1, 1.0, -0.5, 0.3]).reshape(2, 3)
-    >>> loss, dscores = softjit.margin_ranking_loss_with_grad(scores)
+    >>> loss, dscores = softjit.margin_ranking_loss_with_grad(scores, reduction="sum")
     >>> dscores
     array([[-2.,  1.,  1.],
            [-1.,  0.,  1.]])
@@ -363,6 +371,8 @@ def multi_margin_loss(
     target : array_like of int
         Class indices: the logits' shape without ``axis``, each in
         ``[0, C)``.
+    axis : int, optional
+        The class axis.  Default ``-1``.
     p : {1, 2}, optional
         The power of the hinge.  Default 1.
     margin : float, optional
@@ -373,8 +383,12 @@ def multi_margin_loss(
         ``'none'``: one loss per sample (the logits' shape without
         ``axis``); ``'sum'``: their sum; ``'mean'`` (default): their mean
         over the samples (not divided by the weights, as in torch).
-    axis : int, optional
-        The class axis.  Default ``-1``.
+    where : array_like of bool, optional
+        Broadcastable to the logits' shape.  Entries where it is False take
+        no part: the loss of a sample is then the same loss over its kept
+        classes (divided by their count instead of ``C``); a sample whose
+        target is left out has loss 0 and gradient 0 and is not counted in
+        the mean.
 
     Returns
     -------
@@ -450,6 +464,8 @@ def multi_margin_loss_with_grad(
         Scores, classes along ``axis``.
     target : array_like of int
         Class indices, the logits' shape without ``axis``.
+    axis : int, optional
+        The class axis.  Default ``-1``.
     p : {1, 2}, optional
         Default 1.
     margin : float, optional
@@ -458,8 +474,8 @@ def multi_margin_loss_with_grad(
         A weight per class, shape ``(C,)``.
     reduction : {'none', 'mean', 'sum'}, optional
         As :func:`multi_margin_loss`.  Default ``'mean'``.
-    axis : int, optional
-        The class axis.  Default ``-1``.
+    where : array_like of bool, optional
+        As :func:`multi_margin_loss`.
 
     Returns
     -------
