@@ -51,6 +51,7 @@ _SMALL = {(_SOFTMAX, True): row_kernels.small_softmax_row,
           (_LOG_SOFTMAX, True): row_kernels.small_log_softmax_row,
           (_SOFTMAX, False): row_kernels.small_softmax_rows,
           (_LOG_SOFTMAX, False): row_kernels.small_log_softmax_rows}
+_SMALL_ROW = (row_kernels.small_softmax_row, row_kernels.small_log_softmax_row)
 
 
 def _last_axis(kind: int, x: Any) -> Any:
@@ -73,8 +74,16 @@ def _last_axis(kind: int, x: Any) -> Any:
     # aligned and writable)
     if (dt is not _F64 and dt is not _F32) or not x.flags.carray:
         return None
-    size = x.size
     shape = x.shape
+    if len(shape) == 1 and 0 < shape[0] < PARALLEL_MIN_ELEMENTS:  # one small row
+        if kind == _LOGSUMEXP:
+            res = np.empty(1, dt)
+            row_kernels.small_logsumexp_row(x, res)
+            return res[0]
+        out = np.empty(shape[0], dt)
+        _SMALL_ROW[kind](x, out)
+        return out
+    size = x.size
     if not (size and shape):
         return None
     n = shape[-1]

@@ -49,6 +49,7 @@ from .._options import (
     PARALLEL,
     SERIAL,
     SHORT_ROW,
+    SMALL,
 )
 from . import exact as exact_rows
 from ._llvm import (
@@ -278,31 +279,31 @@ def _small_into_impl(kind, one_row, x, out):
     return rows
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_softmax_row(x, out):
     """:func:`small_into` of softmax, one row."""
     small_into(SOFTMAX, True, x, out)
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_log_softmax_row(x, out):
     """:func:`small_into` of log_softmax, one row."""
     small_into(LOG_SOFTMAX, True, x, out)
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_softmax_rows(x, out):
     """:func:`small_into` of softmax, several rows."""
     small_into(SOFTMAX, False, x, out)
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_log_softmax_rows(x, out):
     """:func:`small_into` of log_softmax, several rows."""
     small_into(LOG_SOFTMAX, False, x, out)
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_short_rows(kind, x, out):
     """softmax or log_softmax (``kind``, an int64 as the drivers get it: one
     compilation of the short-row kernels for every kind) of the short rows
@@ -312,7 +313,7 @@ def small_short_rows(kind, x, out):
     short_rows_serial(kind, read_only_view(x), out, none, none, 1.0)
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_short_logsumexp(x, res, no_out):
     """logsumexp of the short rows of the small 2-D ``x`` into the 1-D
     ``res``, by the short-row driver (``no_out`` as in
@@ -321,14 +322,14 @@ def small_short_logsumexp(x, res, no_out):
                       1.0)
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_logsumexp_row(x, res):
     """logsumexp of the one row of the small 1-D or 2-D ``x`` into ``res[0]``."""
     xr = x.reshape(x.shape[-1])  # (typed as the drivers' row views)
     res[0], _, _ = logsumexp_row_m(xr, row_scratch(xr.shape[0]), row_max(xr), xr)
 
 
-@njit(**SERIAL)
+@njit(**SMALL)
 def small_logsumexp_rows(x, res, no_out):
     """logsumexp of the rows (``SHORT_ROW + 1`` to ``LONG_ROW - 1``
     elements) of the small 2-D ``x`` into the 1-D ``res``; ``no_out`` is
