@@ -287,6 +287,9 @@ def test_bench_table_best_peer_and_sections() -> None:
     assert second.splitlines()[1].split()[-1] == "2.00"
     page = result._repr_html_()
     assert page.count("<table>") == 2
+    md = result.markdown().split("\n\n")
+    assert len(md) == 2 and md[0].startswith("| case |") and "best peer/softjit" in md[0]
+    assert md[0].splitlines()[2].endswith("| 1.50 |")
 
 
 def test_bench_result_plot_returns_a_figure(tmp_path: Path) -> None:

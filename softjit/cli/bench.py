@@ -580,6 +580,18 @@ class BenchResult:
     def __repr__(self) -> str:
         return self.table()
 
+    def markdown(self) -> str:
+        """The results as Markdown tables (one per section, as
+        :meth:`table`), headed by the environment they were measured in."""
+        env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
+        parts = [f"Measured with: {env}."] if env else []
+        for section in _sections(self.records):
+            header, rows = _cells(section)
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+            parts.append("\n".join(lines))
+        return "\n\n".join(parts) + "\n"
+
     def _repr_html_(self) -> str:
         env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
         tables = []

@@ -242,24 +242,26 @@ def _ref_cross_entropy_with_grad(i: Inputs) -> tuple[Any, ...]:
 
 def _margin_ranking_with_grad(i: Inputs) -> tuple[Any, ...]:
     return (*softjit.margin_ranking_loss_with_grad(i.x, axis=i.axis),
-            *softjit.margin_ranking_loss_with_grad(i.x, 0.5, 1, i.axis, reduction="none"))
+            *softjit.margin_ranking_loss_with_grad(i.x, i.axis, margin=0.5, positive=1,
+                                                       reduction="none"))
 
 
 def _ref_margin_ranking_with_grad(i: Inputs) -> tuple[Any, ...]:
     return (*ref.margin_ranking_loss_with_grad(i.x, axis=i.axis),
-            *ref.margin_ranking_loss_with_grad(i.x, 0.5, 1, i.axis, reduction="none"))
+            *ref.margin_ranking_loss_with_grad(i.x, i.axis, margin=0.5, positive=1,
+                                                       reduction="none"))
 
 
 def _multi_margin_with_grad(i: Inputs) -> tuple[Any, ...]:
     return (*softjit.multi_margin_loss_with_grad(i.x, i.labels, axis=i.axis),
-            *softjit.multi_margin_loss_with_grad(i.x, i.labels, 2, 0.5, i.weight, "sum",
-                                                 axis=i.axis))
+            *softjit.multi_margin_loss_with_grad(i.x, i.labels, i.axis, p=2, margin=0.5,
+                                                 weight=i.weight, reduction="sum"))
 
 
 def _ref_multi_margin_with_grad(i: Inputs) -> tuple[Any, ...]:
     return (*ref.multi_margin_loss_with_grad(i.x, i.labels, axis=i.axis),
-            *ref.multi_margin_loss_with_grad(i.x, i.labels, 2, 0.5, i.weight, "sum",
-                                             axis=i.axis))
+            *ref.multi_margin_loss_with_grad(i.x, i.labels, i.axis, p=2, margin=0.5,
+                                             weight=i.weight, reduction="sum"))
 
 
 def _losses_only(fn: Callable[[Inputs], tuple[Any, ...]]) -> Callable[[Inputs], tuple[Any, ...]]:
@@ -286,14 +288,15 @@ CHECKS: tuple[Check, ...] = (
     Check("cross_entropy_with_grad", _cross_entropy_with_grad, _ref_cross_entropy_with_grad),
     Check("margin_ranking_loss",
           lambda i: (softjit.margin_ranking_loss(i.x, axis=i.axis),
-                     softjit.margin_ranking_loss(i.x, 0.5, 1, i.axis, reduction="none")),
+                     softjit.margin_ranking_loss(i.x, i.axis, margin=0.5, positive=1,
+                                                 reduction="none")),
           _losses_only(_ref_margin_ranking_with_grad)),
     Check("margin_ranking_loss_with_grad", _margin_ranking_with_grad,
           _ref_margin_ranking_with_grad),
     Check("multi_margin_loss",
           lambda i: (softjit.multi_margin_loss(i.x, i.labels, axis=i.axis),
-                     softjit.multi_margin_loss(i.x, i.labels, 2, 0.5, i.weight, "sum",
-                                               axis=i.axis)),
+                     softjit.multi_margin_loss(i.x, i.labels, i.axis, p=2, margin=0.5,
+                                               weight=i.weight, reduction="sum")),
           _losses_only(_ref_multi_margin_with_grad)),
     Check("multi_margin_loss_with_grad", _multi_margin_with_grad, _ref_multi_margin_with_grad),
     # the gufunc layer, on the same inputs with the class axis last

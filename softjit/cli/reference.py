@@ -97,10 +97,11 @@ def cross_entropy_with_grad(
 
 def margin_ranking_loss_with_grad(
     scores: np.ndarray,
+    axis: int = -1,
+    *,
     margin: float = 1.0,
     positive: int = 0,
-    axis: int = -1,
-    reduction: str = "sum",
+    reduction: str = "mean",
 ) -> tuple[Any, np.ndarray]:
     """``sum_{j != p} max(0, margin - s_p + s_j)`` per example, and its gradient."""
     s = np.moveaxis(scores, axis, -1)
@@ -117,11 +118,12 @@ def margin_ranking_loss_with_grad(
 def multi_margin_loss_with_grad(
     logits: np.ndarray,
     target: np.ndarray,
+    axis: int = -1,
+    *,
     p: int = 1,
     margin: float = 1.0,
     weight: np.ndarray | None = None,
     reduction: str = "mean",
-    axis: int = -1,
 ) -> tuple[Any, np.ndarray]:
     """torch's ``w[y] / C * sum_{i != y} max(0, margin - x_y + x_i)^p`` and
     its gradient."""
