@@ -41,9 +41,11 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath"]
+myst_dmath_double_inline = True  # the notebooks write $$...$$ inside paragraphs
 myst_heading_anchors = 3
 
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+# reST first: autosummary writes its generated pages with the first suffix.
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 
 autosummary_generate = True

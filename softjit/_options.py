@@ -124,6 +124,13 @@ COLUMN_WIDTH = 32
 #: by the block's width, in at most this many bytes of scratch.
 COLUMN_SCRATCH = 1 << 20
 
+#: float32 logsumexp of rows across memory streams over spans of this many
+#: rows (columns of memory) ...
+STREAM_WIDTH = 512
+#: ... in tiles of this many lines (64 KiB of float32 input at full width:
+#: the tile's second read comes from the core's cache).
+STREAM_TILE = 32
+
 #: Results of at least this many bytes (larger than the caches) are
 #: written with streaming stores (softmax and log_softmax, not in place).
 STREAM_MIN_BYTES = 1 << 24

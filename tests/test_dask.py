@@ -433,18 +433,14 @@ def test_threaded_scheduler(rng):
                 np.testing.assert_allclose(fn(d).compute(), want, rtol=1e-12, err_msg=name)
 
 
-def _readme_section_code(title: str) -> list[str]:
-    text = README.read_text()
-    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
-
-
-def test_readme_scaling_out_examples_run():
+def test_documented_scaling_out_examples_run():
+    """The code blocks of the documentation's dask and xarray page."""
     pytest.importorskip("xarray")
-    blocks = _readme_section_code("Scaling out")
+    page = README.parent / "docs" / "user-guide" / "scaling-out.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
     assert len(blocks) >= 2
     for code in blocks:
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, str(page), "exec"), {})
 
 
 # --------------------------------------------------------------------------- cross-entropy

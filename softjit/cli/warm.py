@@ -105,13 +105,16 @@ def _derivatives(dtype: str) -> None:
             y = softjit.softmax(x, axis)
             g = np.ones_like(x)
             mask = x > -1.0
+            y_masked = softjit.softmax(x, axis, where=mask)  # the forward outputs they take
             for fn in (softjit.softmax_vjp, softjit.softmax_jvp):
                 fn(y, g, axis)
-                fn(y, g, axis, where=mask)
+                fn(y_masked, g, axis, where=mask)
             logp = softjit.log_softmax(x, axis)
             softjit.log_softmax_vjp(logp, g, axis)
-            softjit.log_softmax_vjp(logp, g, axis, where=mask)
-            softjit.softmax_jacobian(y[:4, :32] if axis == -1 else y[:32, :4], axis)
+            softjit.log_softmax_vjp(softjit.log_softmax(x, axis, where=mask), g, axis,
+                                    where=mask)
+            part = x[:4, :32] if axis == -1 else x[:32, :4]
+            softjit.softmax_jacobian(softjit.softmax(part, axis), axis)
 
 
 def _losses(dtype: str) -> None:
@@ -127,11 +130,14 @@ def _losses(dtype: str) -> None:
                 fn(x, probs, axis)
                 fn(x, labels_here, axis, where=x > -1.0)
             for fn in (softjit.margin_ranking_loss, softjit.margin_ranking_loss_with_grad):
-                fn(x, axis=axis)
-                fn(x, 0.5, 1, axis, "none")
+                fn(x, axis)
+                fn(x, axis, margin=0.5, positive=1, reduction="none")
+                fn(x, axis, where=x > -1.0)
             for fn in (softjit.multi_margin_loss, softjit.multi_margin_loss_with_grad):
-                fn(x, labels_here, axis=axis)
-                fn(x, labels_here, 2, 0.5, np.linspace(0.5, 1.5, x.shape[axis]), axis=axis)
+                fn(x, labels_here, axis)
+                fn(x, labels_here, axis, p=2, margin=0.5,
+                   weight=np.linspace(0.5, 1.5, x.shape[axis]))
+                fn(x, labels_here, axis, where=x > -1.0)
 
 
 def _self_check() -> None:

@@ -41,11 +41,13 @@ from .._options import (
     PARALLEL,
     SERIAL,
     SHORT_ROW,
+    STREAM_TILE,
+    STREAM_WIDTH,
 )
 from ._llvm import CACHE_LINE, line_view, max_no_nan, prefetch
 from .kinds import Kind
 from .long_rows import long_special
-from .primitives import log1p_pos, reciprocal2, two_sum
+from .primitives import exp_neg_f64_2, log1p_pos, reciprocal2, two_diff, two_sum
 from .steps import logsumexp_refine, refines, shifted_exp
 
 
@@ -267,11 +269,94 @@ def columns_block(kind, xt, ot, res, sign, t, c0, w, c1, w1, e, acc, m, k, mf, b
 
 
 @njit(**SERIAL)
+def stream_logsumexp(xt, res, sign, lo, hi, m, s, tm, buf):
+    """logsumexp of the float32 rows ``lo .. hi`` (columns of ``xt``) in
+    one pass over memory: tiles of ``STREAM_TILE`` lines, each read twice
+    while it is in the cache, first for its maxima, then for the terms
+    ``exp(x - running maximum)``, summed in float64; where a tile raises a
+    row's maximum, the sum so far is rescaled by the exact ``exp`` of the
+    difference.  The row kernels' finish follows: ``m + log1p(s - 1)``,
+    the exact kernels for special rows, the float64-exact recomputation
+    near 0.  ``m``/``s``/``tm`` are float64 scratch of at least
+    ``hi - lo`` elements, ``buf`` a row of ``xt``'s dtype."""
+    n = xt.shape[0]
+    w = hi - lo
+    for r in range(w):
+        m[r] = -np.inf
+        s[r] = 0.0
+    for j0 in range(0, n, STREAM_TILE):
+        j1 = min(j0 + STREAM_TILE, n)
+        for r in range(w):
+            tm[r] = m[r]
+        for j in range(j0, j1):
+            xj = line_view(xt, j, lo, w)
+            for r in range(w):
+                tm[r] = max_no_nan(tm[r], np.float64(xj[r]))
+        for r in range(w):
+            grow = tm[r] > m[r]
+            # (m = -inf: the terms so far were all 0, and the factor is 0)
+            s[r] = s[r] * _rescale(m[r], tm[r]) if grow else s[r]
+            m[r] = tm[r]
+            tm[r] = tm[r] if -np.inf < tm[r] < np.inf else 0.0  # the shift of the terms
+        j = j0
+        while j + 4 <= j1:  # four lines per load and store of the sums
+            x0 = line_view(xt, j, lo, w)
+            x1 = line_view(xt, j + 1, lo, w)
+            x2 = line_view(xt, j + 2, lo, w)
+            x3 = line_view(xt, j + 3, lo, w)
+            for r in range(w):
+                mr = tm[r]
+                s[r] += ((shifted_exp(x0[r], mr, 1.0, x0) + shifted_exp(x1[r], mr, 1.0, x0))
+                         + (shifted_exp(x2[r], mr, 1.0, x0) + shifted_exp(x3[r], mr, 1.0, x0)))
+            j += 4
+        while j < j1:
+            xj = line_view(xt, j, lo, w)
+            for r in range(w):
+                s[r] += shifted_exp(xj[r], tm[r], 1.0, xj)
+            j += 1
+    for r in range(w):
+        if is_special(m[r], s[r]):
+            res[lo + r], sign[lo + r] = special(np.int64(Kind.LOGSUMEXP), xt, lo, r, 1.0,
+                                                buf, buf)
+            continue
+        # every term summed, the maxima's exactly 1 each: log1p(sum - 1), as
+        # the row kernels' float32 logsumexp (exact enough away from 0,
+        # recomputed near 0)
+        lse = m[r] + log1p_pos(s[r] - 1.0)
+        if refines(xt, m[r], lse):
+            for j in range(n):
+                buf[j] = xt[j, lo + r]
+            lse = logsumexp_refine(buf, np.int64(0), n, m[r], lse)
+        res[lo + r] = lse
+        sign[lo + r] = 1.0
+
+
+@njit(**SERIAL)
+def _rescale(m_old, m_new):
+    """``exp(m_old - m_new)`` within an ulp of float64 (0 for ``m_old = -inf``)."""
+    if m_old == -np.inf:
+        return 0.0
+    d, d_lo = two_diff(m_old, m_new)
+    return exp_neg_f64_2(d, d_lo)
+
+
+@njit(**SERIAL)
 def columns_range(kind, xt, ot, res, sign, t, lo, hi):
     """:func:`columns_block` over rows ``lo .. hi`` (columns of ``xt``),
-    block after block, each prefetching the next."""
+    block after block, each prefetching the next; float32 logsumexp of rows
+    longer than ``SHORT_ROW``: :func:`stream_logsumexp` over spans of
+    ``STREAM_WIDTH`` rows."""
     n = xt.shape[0]
     if lo >= hi:
+        return
+    if kind == Kind.LOGSUMEXP and xt.itemsize == 4 and n > SHORT_ROW:
+        width = min(STREAM_WIDTH, hi - lo)
+        m = np.empty(width)
+        s = np.empty(width)
+        tm = np.empty(width)
+        buf = np.empty(n, xt.dtype)
+        for c0 in range(lo, hi, width):
+            stream_logsumexp(xt, res, sign, c0, min(c0 + width, hi), m, s, tm, buf)
         return
     keep = kind == Kind.SOFTMAX and n < LONG_ROW  # softmax keeps its terms, unless rows are long
     per = min(block_width(n) if keep else COLUMN_WIDTH, hi - lo)
