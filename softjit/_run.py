@@ -30,7 +30,7 @@ from ._layout import (
 from ._options import LONG_ROW, PARALLEL_MIN_ELEMENTS, SHORT_ROW
 from .kernels import columns as column_kernels
 from .kernels import exact as exact_rows
-from .kernels import long_rows, short_rows
+from .kernels import long_rows, short_rows, transpose
 from .kernels import rows as row_kernels
 from .kernels.kinds import Kind
 
@@ -125,6 +125,8 @@ _ROWS = {
 _LONG = Drivers(long_rows.long_rows_serial, long_rows.long_rows_parallel, takes_blocks=False)
 _SHORT = Drivers(short_rows.short_rows_serial, short_rows.short_rows_parallel)
 _COLUMNS = Drivers(column_kernels.columns_serial, column_kernels.columns_parallel)
+_TILED_COPY = Drivers(transpose.tiled_copy_serial, transpose.tiled_copy_parallel,
+                      takes_blocks=False)
 _NONE = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0)}
 
 
@@ -244,6 +246,11 @@ def run_rowwise(
                         None if mask is None else mask[i])
         return
     x2 = rows_view(x, axes, rows, n)
+    if x2 is not None and mask is None and _across_memory(x2):
+        o2 = x2 if out is x else rows_view(out, axes, rows, n)
+        if o2 is not None:
+            _rows_via_buffers(kind, x2, o2, none(x2.dtype), none(x2.dtype), temperature)
+            return
     x_copied = x2 is None
     if x_copied:
         x2 = rows_copy(x, axes, rows, n)  # writable: in place, the kernels write it
@@ -266,6 +273,50 @@ def run_rowwise(
     if staged:
         moved_out = moved_last(out, axes)
         np.copyto(moved_out, o2.reshape(moved_out.shape))
+
+
+#: Rows whose elements are farther apart in memory than this many bytes
+#: (and that the column kernels do not take) go through row-ordered buffers
+#: filled tile by tile (:mod:`softjit.kernels.transpose`) when the array has
+#: at least ``PARALLEL_MIN_ELEMENTS`` elements; the row kernels would gather
+#: each row element by element, a cache miss per element.
+ACROSS_STRIDE_BYTES = 64
+#: ... buffers of about this many bytes each (input and output), so that the
+#: memory a call takes beyond its result stays small.
+ACROSS_BUFFER_BYTES = 1 << 23
+
+
+def _across_memory(view: np.ndarray) -> bool:
+    """Whether the rows of the 2-D ``view`` lie across memory and are
+    worth copying tile by tile."""
+    return abs(view.strides[1]) > ACROSS_STRIDE_BYTES and view.size >= PARALLEL_MIN_ELEMENTS
+
+
+def _rows_via_buffers(kind: int, x2: np.ndarray, o2: np.ndarray, res: np.ndarray,
+                      sign: np.ndarray, temperature: float) -> None:
+    """:func:`run_rows` on rows that lie across memory (2-D views ``x2`` and
+    ``o2``, which may be the same memory), a span of rows at a time: copied
+    tile by tile into a row-ordered buffer, computed by the row kernels (so
+    the bits are theirs) and, for softmax and log_softmax, copied back the
+    same way; logsumexp writes ``res``/``sign``."""
+    rows, n = x2.shape
+    tile = transpose.TILE
+    step = max(1, ACROSS_BUFFER_BYTES // (n * x2.itemsize))
+    if step > tile:
+        step -= step % tile  # whole tiles
+    span = min(step, rows)
+    xb = np.empty((span, n), x2.dtype)
+    ob = np.empty((span, n), x2.dtype) if kind != Kind.LOGSUMEXP else None
+    for r0 in range(0, rows, step):
+        r1 = min(r0 + step, rows)
+        k = r1 - r0
+        _run(_TILED_COPY, k, n, read_only(x2[r0:r1]), xb[:k])
+        if ob is None:
+            run_rows(kind, read_only(xb[:k]), no_out(x2.dtype), res[r0:r1], sign[r0:r1],
+                     temperature, True)
+        else:
+            run_rows(kind, read_only(xb[:k]), ob[:k], res, sign, temperature, True)
+            _run(_TILED_COPY, k, n, read_only(ob[:k]), o2[r0:r1])
 
 
 def run_logsumexp(
@@ -299,7 +350,11 @@ def run_logsumexp(
             run_logsumexp(x[i], None if b is None else b[i], _sub_axes(axes),
                           None if mask is None else mask[i], res_i[i], sign_i[i])
         return
-    x2 = rows_input(x, axes, rows, n)
+    x2 = rows_view(x, axes, rows, n)
+    if x2 is not None and b is None and mask is None and _across_memory(x2):
+        _rows_via_buffers(int(Kind.LOGSUMEXP), x2, x2, res, sign, 1.0)
+        return
+    x2 = read_only(rows_copy(x, axes, rows, n) if x2 is None else x2)
     b2 = None if b is None else rows_input(b, axes, rows, n)
     m2 = None if mask is None else rows_input(mask, axes, rows, n)
     if b2 is None and m2 is None:

@@ -583,7 +583,7 @@ class BenchResult:
     def markdown(self) -> str:
         """The results as Markdown tables (one per section, as
         :meth:`table`), headed by the environment they were measured in."""
-        env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
+        env = ", ".join(f"{k} {v}" for k, v in self.environment.items() if k != "cache_dir")
         parts = [f"Measured with: {env}."] if env else []
         for section in _sections(self.records):
             header, rows = _cells(section)

@@ -24,14 +24,31 @@
     kernels for rows that lie across memory.
 :mod:`~softjit.kernels.gradients`
     derivatives and losses.
+:mod:`~softjit.kernels.double_double`
+    double-double ``exp``, ``log`` and logsumexp (float64 results near 0).
+:mod:`~softjit.kernels.transpose`
+    tiled copies of rows that lie across memory into rows along it.
 """
 
-from . import _cache, columns, exact, gradients, long_rows, primitives, rows, short_rows, steps
+from . import (
+    _cache,
+    columns,
+    double_double,
+    exact,
+    gradients,
+    long_rows,
+    primitives,
+    rows,
+    short_rows,
+    steps,
+    transpose,
+)
 
 # One process at a time writes a kernel to numba's on-disk cache: every
 # compiled function of this package, found by walking it.
 _cache.guard_cache_saves(__name__)
 
 __all__ = [
-    "columns", "exact", "gradients", "long_rows", "primitives", "rows", "short_rows", "steps",
+    "columns", "double_double", "exact", "gradients", "long_rows", "primitives", "rows",
+    "short_rows", "steps", "transpose",
 ]
