@@ -58,11 +58,13 @@ suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "pydata_sphinx_theme"
 html_title = "softjit"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["softjit.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"index": [], "getting-started": []}
+# The performance page's wide tables get the whole width.
+html_sidebars = {"index": [], "getting-started": [], "performance": []}
