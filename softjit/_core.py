@@ -34,8 +34,6 @@ AxisLike = int | tuple[int, ...] | None
 DimLike = Hashable | Sequence[Hashable] | None
 
 
-_is_dask_array = _dispatch.is_dask
-
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -146,7 +144,7 @@ def _softmax_family(
     out: np.ndarray | None,
     dtype: DTypeLike,
 ) -> np.ndarray:
-    if _is_dask_array(x) or _is_dask_array(where):
+    if _dispatch.is_dask(x) or _dispatch.is_dask(where):
         from .integrations import dask as dask_arrays
 
         return dask_arrays.softmax_like(kind, x, axis, temperature, where, out, dtype)
@@ -473,7 +471,7 @@ def logsumexp(
             b=b, keepdims=keepdims, return_sign=return_sign, where=where, out=out,
             dtype=dtype))
     _dispatch.check_dim(other, dim)
-    if other == _dispatch.DASK or _is_dask_array(b):
+    if other == _dispatch.DASK or _dispatch.is_dask(b):
         from .integrations import dask as dask_arrays
 
         return dask_arrays.logsumexp(x, axis, b, keepdims, return_sign, where, out, dtype)

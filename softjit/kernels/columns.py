@@ -177,18 +177,25 @@ def logsumexp_block(xt, res, sign, c0, w, m, acc, buf):
     """Row ``c0 + r``'s logsumexp into ``res[c0 + r]``, its sign into
     ``sign[c0 + r]``, from the maxima ``m`` and
     ``acc`` (see :func:`columns_block`)."""
-    n = xt.shape[0]
     for r in range(w):
-        if is_special(m[r], acc[0, r]):
-            res[c0 + r], sign[c0 + r] = special(np.int64(Kind.LOGSUMEXP), xt, c0, r, 1.0, buf, buf)
-            continue
-        lse = m[r] + acc[1, r]
-        if refines(xt, m[r], lse):
-            for j in range(n):
-                buf[j] = xt[j, c0 + r]
-            lse = logsumexp_refine(buf, np.int64(0), n, m[r], lse)
-        res[c0 + r] = lse
-        sign[c0 + r] = 1.0
+        finish_logsumexp(xt, res, sign, c0, r, m[r], acc[0, r], m[r] + acc[1, r], buf)
+
+
+@njit(**SERIAL)
+def finish_logsumexp(xt, res, sign, c0, r, m, s, lse, buf):
+    """Row ``c0 + r``'s logsumexp into ``res``/``sign``: the exact kernel
+    for a row with special values (maximum ``m``, sum ``s``), else ``lse``,
+    recomputed where it needs more precision (see ``logsumexp_refine``)."""
+    if is_special(m, s):
+        res[c0 + r], sign[c0 + r] = special(np.int64(Kind.LOGSUMEXP), xt, c0, r, 1.0, buf, buf)
+        return
+    if refines(xt, m, lse):
+        n = xt.shape[0]
+        for j in range(n):
+            buf[j] = xt[j, c0 + r]
+        lse = logsumexp_refine(buf, np.int64(0), n, m, lse)
+    res[c0 + r] = lse
+    sign[c0 + r] = 1.0
 
 
 @njit(**SERIAL)
@@ -315,20 +322,10 @@ def stream_logsumexp(xt, res, sign, lo, hi, m, s, tm, buf):
                 s[r] += shifted_exp(xj[r], tm[r], 1.0, xj)
             j += 1
     for r in range(w):
-        if is_special(m[r], s[r]):
-            res[lo + r], sign[lo + r] = special(np.int64(Kind.LOGSUMEXP), xt, lo, r, 1.0,
-                                                buf, buf)
-            continue
         # every term summed, the maxima's exactly 1 each: log1p(sum - 1), as
         # the row kernels' float32 logsumexp (exact enough away from 0,
         # recomputed near 0)
-        lse = m[r] + log1p_pos(s[r] - 1.0)
-        if refines(xt, m[r], lse):
-            for j in range(n):
-                buf[j] = xt[j, lo + r]
-            lse = logsumexp_refine(buf, np.int64(0), n, m[r], lse)
-        res[lo + r] = lse
-        sign[lo + r] = 1.0
+        finish_logsumexp(xt, res, sign, lo, r, m[r], s[r], m[r] + log1p_pos(s[r] - 1.0), buf)
 
 
 @njit(**SERIAL)

@@ -13,7 +13,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _dispatch
-from .._core import _is_dask_array
 from .._validate import (
     as_array,
     normalize_axis,
@@ -42,7 +41,7 @@ def _logits_array(x: ArrayLike, name: str, fn: str) -> np.ndarray:
 
 def _any_dask(*values: Any) -> bool:
     """True when one of ``values`` is a ``dask.array.Array``."""
-    return any(_is_dask_array(v) for v in values)
+    return any(_dispatch.is_dask(v) for v in values)
 
 
 def _class_axis(axis: Any, ndim: int) -> int:
