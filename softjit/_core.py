@@ -76,10 +76,12 @@ def _last_axis(kind: int, x: Any) -> Any:
     if len(shape) == 1 and 0 < shape[0] < PARALLEL_MIN_ELEMENTS:  # one small row
         if kind == _LOGSUMEXP:
             res = np.empty(1, dt)
-            row_kernels.small_logsumexp_row(x, res)
+            if not row_kernels.small_logsumexp_row(x, res):
+                _special_rows(kind, x.reshape(1, -1), no_out(dt), res)
             return res[0]
         out = np.empty(shape[0], dt)
-        _SMALL_ROW[kind](x, out)
+        if not _SMALL_ROW[kind](x, out):
+            _special_rows(kind, x.reshape(1, -1), out.reshape(1, -1), none(dt))
         return out
     size = x.size
     if not (size and shape):
@@ -94,19 +96,32 @@ def _last_axis(kind: int, x: Any) -> Any:
     if kind == _LOGSUMEXP:
         res = np.empty(rows, dt)
         if one_row:
-            row_kernels.small_logsumexp_row(x2, res)
+            ok = row_kernels.small_logsumexp_row(x2, res)
         elif short:
-            row_kernels.small_short_logsumexp(x2, res, no_out(dt))
+            ok = row_kernels.small_short_logsumexp(x2, res, no_out(dt))
         else:
-            row_kernels.small_logsumexp_rows(x2, res, no_out(dt))
+            ok = row_kernels.small_logsumexp_rows(x2, res, no_out(dt))
+        if not ok:
+            _special_rows(kind, x2.reshape(rows, n), no_out(dt), res)
         return res[0] if len(shape) == 1 else res.reshape(shape[:-1])
     out = np.empty(shape, dt)
     o2 = out if one_row or len(shape) == 2 else out.reshape(rows, n)
     if short:
-        row_kernels.small_short_rows(kind, x2, o2)
+        ok = row_kernels.small_short_rows(kind, x2, o2)
     else:
-        _SMALL[kind, one_row](x2, o2)
+        ok = _SMALL[kind, one_row](x2, o2)
+    if not ok:
+        _special_rows(kind, x2.reshape(rows, n), o2.reshape(rows, n), none(dt))
     return out
+
+
+def _special_rows(kind: int, x2: np.ndarray, o2: np.ndarray, res: np.ndarray) -> None:
+    """A small call that met a row with a special value: all its rows again
+    through the drivers, which hand such rows to the exact kernels (rare:
+    the exact kernels are compiled only for input that needs them)."""
+    x2 = x2.view()
+    x2.flags.writeable = False
+    run_rows(kind, x2, o2, res, np.empty_like(res), 1.0, True)
 
 
 def _with_drivers(kind: int, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],

@@ -60,7 +60,9 @@ SERIAL = {
 SMALL = dict(SERIAL, nogil=False)
 
 #: Options for the multi-threaded drivers.
-PARALLEL = dict(SERIAL, parallel=True)
+PARALLEL = dict(SERIAL, parallel={"prange": True, "comprehension": False, "reduction": False,
+                                  "inplace_binop": False, "setitem": False, "numpy": False,
+                                  "stencil": False, "fusion": False})
 
 #: Options for loops that accumulate a sum: ``reassoc`` lets LLVM keep
 #: several partial sums in vector registers.  The ``exp`` primitives called

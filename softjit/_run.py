@@ -175,12 +175,35 @@ def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign:
     ``no_out(dtype)``, ``res`` and ``sign`` else ``none(dtype)``).
     ``contiguous``: the caller knows both arrays to be C-contiguous."""
     rows, n = x2.shape
-    if n <= SHORT_ROW and (contiguous or (x2.flags.c_contiguous and out2.flags.c_contiguous)):
-        _run(_SHORT, rows, n, int(kind), x2, out2, res, sign, temperature)
-    elif n >= LONG_ROW:
+    if n >= LONG_ROW:
         _run(_LONG, rows, n, int(kind), x2, out2, res, sign, temperature)
+        return
+    special = np.zeros(rows, np.uint8)
+    if n <= SHORT_ROW and (contiguous or (x2.flags.c_contiguous and out2.flags.c_contiguous)):
+        _run(_SHORT, rows, n, int(kind), x2, out2, res, sign, temperature, special)
     else:
-        _run(_ROWS[kind], rows, n, x2, out2, res, sign, temperature)
+        _run(_ROWS[kind], rows, n, x2, out2, res, sign, temperature, special)
+    if special.any():
+        exact_rows_at(kind, x2, out2, res, sign, temperature, np.flatnonzero(special))
+
+
+def exact_rows_at(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray,
+                  sign: np.ndarray, temperature: float, rows: np.ndarray) -> None:
+    """Rows ``rows`` of :func:`run_rows`'s arrays by the exact kernels: the
+    rows with a special value (a maximum that is not finite, or a NaN), which
+    the vectorized kernels leave to them.  The exact kernels are compiled
+    the first time an input has such rows."""
+    xs = np.ascontiguousarray(x2[rows])
+    if kind == Kind.LOGSUMEXP:
+        rs = np.empty(len(rows), res.dtype)
+        ss = np.empty(len(rows), sign.dtype)
+        exact_rows.logsumexp_rows_serial(xs, None, rs, ss, None)
+        res[rows] = rs
+        sign[rows] = ss
+        return
+    os_ = np.empty_like(xs)
+    _MASKED[kind].serial(xs, os_, temperature, None)
+    out2[rows] = os_
 
 
 #: Arrays with no 2-D view are processed slab by slab along their first axis

@@ -94,54 +94,58 @@ SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = (int(k) for k in Kind)
 
 
 @njit(**SERIAL)
-def softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
+def softmax_row_m(x, out, inv_t, scratch, m, nxt, stream):
     """softmax of a unit-stride row shorter than ``LONG_ROW`` into ``out``
-    (may be ``x``), given ``m = row_max(x)``; returns ``row_max(nxt)``.
-    ``stream``: write ``out`` with streaming stores.  ``scratch``: from
-    :func:`row_scratch` (float64 rows are summed by :func:`lane_sum`)."""
-    if -np.inf < m < np.inf:
-        # One block: float32 rows longer than SHORT_ROW are summed so by
-        # exp_sum too; shorter ones again in row_sums' order below; float64
-        # rows by lane_sum or seq_sum (this sum only shows a NaN).
-        s, _, mn = exp_sum_block(x, m, inv_t, scratch, nxt, False)
-        if s == s:
-            n = x.shape[0]
-            if x.itemsize == 8:  # 1 / sum within about half an ulp (see lane_sum)
-                r = reciprocal2(*(seq_sum(scratch, n) if n <= SHORT_ROW
-                                  else lane_sum(lane_scratch(scratch, n), n)))
-            else:
-                if n <= SHORT_ROW:
-                    s, _ = row_sums(x, scratch, m, False)
-                r = 1.0 / s
-            if stream:
-                stream_scale_into(scratch, r, out)
-            else:
-                scale_into(scratch, r, out)
-            return mn
-    exact_rows.softmax_row(x, out, t, None)
-    return row_max(nxt)
+    (may be ``x``), given ``m = row_max(x)``; returns ``(ok, row_max(nxt))``.
+    A row with a special value (a maximum that is not finite, or a NaN) is
+    not written and ``ok`` is False: the exact kernels own those rows, and
+    the callers hand them over (so the exact kernels are compiled only for
+    input that has such rows).  ``stream``: write ``out`` with streaming
+    stores.  ``scratch``: from :func:`row_scratch` (float64 rows are summed
+    by :func:`lane_sum`)."""
+    if not -np.inf < m < np.inf:
+        return False, row_max(nxt)
+    # One block: float32 rows longer than SHORT_ROW are summed so by
+    # exp_sum too; shorter ones again in row_sums' order below; float64
+    # rows by lane_sum or seq_sum (this sum only shows a NaN).
+    s, _, mn = exp_sum_block(x, m, inv_t, scratch, nxt, False)
+    if s != s:
+        return False, mn
+    n = x.shape[0]
+    if x.itemsize == 8:  # 1 / sum within about half an ulp (see lane_sum)
+        r = reciprocal2(*(seq_sum(scratch, n) if n <= SHORT_ROW
+                          else lane_sum(lane_scratch(scratch, n), n)))
+    else:
+        if n <= SHORT_ROW:
+            s, _ = row_sums(x, scratch, m, False)
+        r = 1.0 / s
+    if stream:
+        stream_scale_into(scratch, r, out)
+    else:
+        scale_into(scratch, r, out)
+    return True, mn
 
 
 @njit(**SERIAL)
-def log_softmax_row_m(x, out, t, inv_t, scratch, m, nxt, stream):
+def log_softmax_row_m(x, out, inv_t, scratch, m, nxt, stream):
     """log_softmax as :func:`softmax_row_m`: ``log1p`` of the sum of the
     terms below the maximum (plus the count of the others, less one) keeps
     the largest entry's tiny negative value."""
-    if -np.inf < m < np.inf:
-        s, k, mn = exp_sum_below(x, m, inv_t, scratch, nxt)
-        if s == s:
-            lse = log1p_pos(s + (k - 1.0))
-            if x.ctypes.data == out.ctypes.data:
-                shift_inplace(out, m, inv_t, lse)
-            elif stream:
-                buf = span_view(scratch, 0, x.shape[0])  # scratch is longer than the row
-                shift_into(x, m, inv_t, lse, buf)
-                stream_scale_into(buf, 1.0, out)
-            else:
-                shift_into(x, m, inv_t, lse, out)
-            return mn
-    exact_rows.log_softmax_row(x, out, t, None)
-    return row_max(nxt)
+    if not -np.inf < m < np.inf:
+        return False, row_max(nxt)
+    s, k, mn = exp_sum_below(x, m, inv_t, scratch, nxt)
+    if s != s:
+        return False, mn
+    lse = log1p_pos(s + (k - 1.0))
+    if x.ctypes.data == out.ctypes.data:
+        shift_inplace(out, m, inv_t, lse)
+    elif stream:
+        buf = span_view(scratch, 0, x.shape[0])  # scratch is longer than the row
+        shift_into(x, m, inv_t, lse, buf)
+        stream_scale_into(buf, 1.0, out)
+    else:
+        shift_into(x, m, inv_t, lse, out)
+    return True, mn
 
 
 @njit(**SERIAL)
@@ -153,22 +157,25 @@ def rowwise(kind, x, out, t, inv_t, scratch):
     if n >= LONG_ROW:
         long_row(kind, x, out, t, inv_t, stream)
     elif n > 0 and kind == Kind.SOFTMAX:
-        softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, stream)
+        if not softmax_row_m(x, out, inv_t, scratch, row_max(x), x, stream)[0]:
+            exact_rows.softmax_row(x, out, t, None)
     elif n > 0:
-        log_softmax_row_m(x, out, t, inv_t, scratch, row_max(x), x, stream)
+        if not log_softmax_row_m(x, out, inv_t, scratch, row_max(x), x, stream)[0]:
+            exact_rows.log_softmax_row(x, out, t, None)
 
 
 @njit(**SERIAL)
 def logsumexp_row_m(x, scratch, m, nxt):
-    """``(logsumexp(x), sign, row_max(nxt))`` of a unit-stride row shorter
+    """``(ok, logsumexp(x), row_max(nxt))`` of a unit-stride row shorter
     than ``LONG_ROW``, given ``m = row_max(x)`` (float32 precision as in
-    :func:`logsumexp_value`)."""
-    if -np.inf < m < np.inf:
-        s, k, mn = exp_sum_below(x, m, 1.0, scratch, nxt, False)
-        if s == s:
-            return logsumexp_value(x, np.int64(0), x.shape[0], m, s, k), 1.0, mn
-    res, sign = exact_rows.logsumexp_row(x, None)
-    return res, sign, row_max(nxt)
+    :func:`logsumexp_value`); ``ok`` as in :func:`softmax_row_m` (the
+    result is then not computed)."""
+    if not -np.inf < m < np.inf:
+        return False, 0.0, row_max(nxt)
+    s, k, mn = exp_sum_below(x, m, 1.0, scratch, nxt, False)
+    if s != s:
+        return False, 0.0, mn
+    return True, logsumexp_value(x, np.int64(0), x.shape[0], m, s, k), mn
 
 
 @njit(**SERIAL)
@@ -179,24 +186,27 @@ def logsumexp_row(x, scratch):
         # No literal arguments: each would compile a second long_row (the
         # last argument is False: an empty output never streams).
         return long_row(np.int64(Kind.LOGSUMEXP), x, scratch[:0], 1.0, 1.0, streams(x, scratch[:0]))
-    if n == 0:
-        return exact_rows.logsumexp_row(x, None)
-    res, sign, _ = logsumexp_row_m(x, scratch, row_max(x), x)
-    return res, sign
+    if n > 0:
+        ok, res, _ = logsumexp_row_m(x, scratch, row_max(x), x)
+        if ok:
+            return res, 1.0
+    return exact_rows.logsumexp_row(x, None)
 
 
-def rows_range(kind, x, out, res, sign, t, lo, hi):
+def rows_range(kind, x, out, res, sign, t, special, lo, hi):
     """softmax or log_softmax (``kind``) of rows ``lo .. hi`` of the 2-D
     ``x`` (rows of 1 to ``LONG_ROW - 1`` elements) into ``out``, or
     logsumexp into ``res``/``sign`` (``out`` then unused, but writable
-    and with at least one row).  Rows of a unit-stride ``x`` are
+    and with at least one row).  A row with a special value is left to the
+    exact kernels: ``special[r]`` is set to 1 (the caller clears it before).
+    Rows of a unit-stride ``x`` are
     pipelined: the pass that computes row ``r``'s ``exp`` also reads row
     ``r + 1`` and finds its maximum."""
     raise NotImplementedError("rows_range is only callable from numba code")
 
 
 @overload(rows_range, jit_options=SERIAL)
-def _rows_range_impl(kind, x, out, res, sign, t, lo, hi):
+def _rows_range_impl(kind, x, out, res, sign, t, special, lo, hi):
     # ``kind`` must be a literal (a constant in the caller): the branches of
     # the other kinds are then left out, and a first softmax call compiles
     # none of the log_softmax and logsumexp row kernels.
@@ -204,7 +214,7 @@ def _rows_range_impl(kind, x, out, res, sign, t, lo, hi):
         return None
     k = kind.literal_value
 
-    def impl(kind, x, out, res, sign, t, lo, hi):
+    def impl(kind, x, out, res, sign, t, special, lo, hi):
         n = x.shape[1]
         if lo >= hi:
             return
@@ -226,15 +236,18 @@ def _rows_range_impl(kind, x, out, res, sign, t, lo, hi):
                     m = row_max(xr)
                 nxt = xr
             if k == LOGSUMEXP:
-                res[r], sign[r], m = logsumexp_row_m(xr, scratch, m, nxt)
+                ok, res[r], m = logsumexp_row_m(xr, scratch, m, nxt)
+                sign[r] = 1.0
             else:
                 o = line_view(out, r, 0, n) if unit_out else obuf
                 if k == SOFTMAX:
-                    m = softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
+                    ok, m = softmax_row_m(xr, o, inv_t, scratch, m, nxt, stream)
                 else:
-                    m = log_softmax_row_m(xr, o, t, inv_t, scratch, m, nxt, stream)
-                if not unit_out:
+                    ok, m = log_softmax_row_m(xr, o, inv_t, scratch, m, nxt, stream)
+                if ok and not unit_out:
                     write_back(out[r], o)
+            if not ok:
+                special[r] = 1
             xr = nxt
 
     return impl
@@ -250,7 +263,9 @@ def small_into(kind, one_row, x, out):
     its shape and dtype: the kernels the drivers run (the same bits) in one
     compiled call, the least overhead for the common small case.  Both
     flags are literals, so that a first call compiles its own kind and row
-    class only; several short rows go to the short-row driver instead."""
+    class only; several short rows go to the short-row driver instead.
+    Returns False when a row has a special value (the caller then runs the
+    drivers, which hand such rows to the exact kernels)."""
     raise NotImplementedError("small_into is only callable from numba code")
 
 
@@ -266,15 +281,16 @@ def _small_into_impl(kind, one_row, x, out):
             xr = x.reshape(n)  # (typed as the drivers' row views: one compilation)
             m = row_max(xr)
             if k == SOFTMAX:
-                softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
-            else:
-                log_softmax_row_m(xr, out.reshape(n), 1.0, 1.0, row_scratch(n), m, xr, False)
+                return softmax_row_m(xr, out.reshape(n), 1.0, row_scratch(n), m, xr, False)[0]
+            return log_softmax_row_m(xr, out.reshape(n), 1.0, row_scratch(n), m, xr, False)[0]
 
         return row
 
     def rows(kind, one_row, x, out):
         none = out.reshape(out.size)[:0]  # the drivers' unused arguments (no allocation)
-        rows_serial(kind, read_only_view(x), out, none, none, 1.0)
+        special = np.zeros(x.shape[0], np.uint8)
+        rows_serial(kind, read_only_view(x), out, none, none, 1.0, special)
+        return not special.any()
 
     return rows
 
@@ -282,25 +298,25 @@ def _small_into_impl(kind, one_row, x, out):
 @njit(**SMALL)
 def small_softmax_row(x, out):
     """:func:`small_into` of softmax, one row."""
-    small_into(SOFTMAX, True, x, out)
+    return small_into(SOFTMAX, True, x, out)
 
 
 @njit(**SMALL)
 def small_log_softmax_row(x, out):
     """:func:`small_into` of log_softmax, one row."""
-    small_into(LOG_SOFTMAX, True, x, out)
+    return small_into(LOG_SOFTMAX, True, x, out)
 
 
 @njit(**SMALL)
 def small_softmax_rows(x, out):
     """:func:`small_into` of softmax, several rows."""
-    small_into(SOFTMAX, False, x, out)
+    return small_into(SOFTMAX, False, x, out)
 
 
 @njit(**SMALL)
 def small_log_softmax_rows(x, out):
     """:func:`small_into` of log_softmax, several rows."""
-    small_into(LOG_SOFTMAX, False, x, out)
+    return small_into(LOG_SOFTMAX, False, x, out)
 
 
 @njit(**SMALL)
@@ -308,33 +324,42 @@ def small_short_rows(kind, x, out):
     """softmax or log_softmax (``kind``, an int64 as the drivers get it: one
     compilation of the short-row kernels for every kind) of the short rows
     (at most ``SHORT_ROW`` elements) of the small C-contiguous 2-D ``x``
-    into ``out``, by the short-row driver."""
+    into ``out``, by the short-row driver; False as :func:`small_into`."""
     none = out.reshape(out.size)[:0]  # the driver's unused arguments (no allocation)
-    short_rows_serial(kind, read_only_view(x), out, none, none, 1.0)
+    special = np.zeros(x.shape[0], np.uint8)
+    short_rows_serial(kind, read_only_view(x), out, none, none, 1.0, special)
+    return not special.any()
 
 
 @njit(**SMALL)
 def small_short_logsumexp(x, res, no_out):
     """logsumexp of the short rows of the small 2-D ``x`` into the 1-D
     ``res``, by the short-row driver (``no_out`` as in
-    :func:`small_logsumexp_rows`)."""
+    :func:`small_logsumexp_rows`); False as :func:`small_into`."""
+    special = np.zeros(x.shape[0], np.uint8)
     short_rows_serial(np.int64(LOGSUMEXP), read_only_view(x), no_out, res, np.empty_like(res),
-                      1.0)
+                      1.0, special)
+    return not special.any()
 
 
 @njit(**SMALL)
 def small_logsumexp_row(x, res):
-    """logsumexp of the one row of the small 1-D or 2-D ``x`` into ``res[0]``."""
+    """logsumexp of the one row of the small 1-D or 2-D ``x`` into ``res[0]``;
+    False as :func:`small_into`."""
     xr = x.reshape(x.shape[-1])  # (typed as the drivers' row views)
-    res[0], _, _ = logsumexp_row_m(xr, row_scratch(xr.shape[0]), row_max(xr), xr)
+    ok, res[0], _ = logsumexp_row_m(xr, row_scratch(xr.shape[0]), row_max(xr), xr)
+    return ok
 
 
 @njit(**SMALL)
 def small_logsumexp_rows(x, res, no_out):
     """logsumexp of the rows (``SHORT_ROW + 1`` to ``LONG_ROW - 1``
     elements) of the small 2-D ``x`` into the 1-D ``res``; ``no_out`` is
-    the drivers' unused ``out`` (an empty 2-D array of ``x``'s dtype)."""
-    rows_serial(LOGSUMEXP, read_only_view(x), no_out, res, np.empty_like(res), 1.0)
+    the drivers' unused ``out`` (an empty 2-D array of ``x``'s dtype);
+    False as :func:`small_into`."""
+    special = np.zeros(x.shape[0], np.uint8)
+    rows_serial(LOGSUMEXP, read_only_view(x), no_out, res, np.empty_like(res), 1.0, special)
+    return not special.any()
 
 
 # ---------------------------------------------------------------- drivers
@@ -345,18 +370,18 @@ def small_logsumexp_rows(x, res, no_out):
 
 
 @njit(**SERIAL)
-def rows_serial(kind, x, out, res, sign, t):
+def rows_serial(kind, x, out, res, sign, t, special):
     """:func:`rows_range` over all rows of ``x``."""
-    rows_range(kind, x, out, res, sign, t, np.int64(0), x.shape[0])
+    rows_range(kind, x, out, res, sign, t, special, np.int64(0), x.shape[0])
 
 
 @njit(**PARALLEL)
-def rows_parallel(kind, x, out, res, sign, t, nblocks):
+def rows_parallel(kind, x, out, res, sign, t, special, nblocks):
     """:func:`rows_range` over all rows of ``x``, in ``nblocks`` blocks of
     rows spread over the threads."""
     rows = x.shape[0]
     for b in prange(nblocks):
-        rows_range(kind, x, out, res, sign, t, b * rows // nblocks,
+        rows_range(kind, x, out, res, sign, t, special, b * rows // nblocks,
                    (b + 1) * rows // nblocks)
 
 
@@ -365,36 +390,36 @@ def rows_parallel(kind, x, out, res, sign, t, nblocks):
 
 
 @njit(**SERIAL)
-def softmax_rows_serial(x, out, res, sign, t):
+def softmax_rows_serial(x, out, res, sign, t, special):
     """:func:`rows_serial` of softmax."""
-    rows_serial(SOFTMAX, x, out, res, sign, t)
+    rows_serial(SOFTMAX, x, out, res, sign, t, special)
 
 
 @njit(**SERIAL)
-def log_softmax_rows_serial(x, out, res, sign, t):
+def log_softmax_rows_serial(x, out, res, sign, t, special):
     """:func:`rows_serial` of log_softmax."""
-    rows_serial(LOG_SOFTMAX, x, out, res, sign, t)
+    rows_serial(LOG_SOFTMAX, x, out, res, sign, t, special)
 
 
 @njit(**SERIAL)
-def logsumexp_rows_serial(x, out, res, sign, t):
+def logsumexp_rows_serial(x, out, res, sign, t, special):
     """:func:`rows_serial` of logsumexp."""
-    rows_serial(LOGSUMEXP, x, out, res, sign, t)
+    rows_serial(LOGSUMEXP, x, out, res, sign, t, special)
 
 
 @njit(**SERIAL)
-def softmax_rows_parallel(x, out, res, sign, t, nblocks):
+def softmax_rows_parallel(x, out, res, sign, t, special, nblocks):
     """:func:`rows_parallel` of softmax."""
-    rows_parallel(SOFTMAX, x, out, res, sign, t, nblocks)
+    rows_parallel(SOFTMAX, x, out, res, sign, t, special, nblocks)
 
 
 @njit(**SERIAL)
-def log_softmax_rows_parallel(x, out, res, sign, t, nblocks):
+def log_softmax_rows_parallel(x, out, res, sign, t, special, nblocks):
     """:func:`rows_parallel` of log_softmax."""
-    rows_parallel(LOG_SOFTMAX, x, out, res, sign, t, nblocks)
+    rows_parallel(LOG_SOFTMAX, x, out, res, sign, t, special, nblocks)
 
 
 @njit(**SERIAL)
-def logsumexp_rows_parallel(x, out, res, sign, t, nblocks):
+def logsumexp_rows_parallel(x, out, res, sign, t, special, nblocks):
     """:func:`rows_parallel` of logsumexp."""
-    rows_parallel(LOGSUMEXP, x, out, res, sign, t, nblocks)
+    rows_parallel(LOGSUMEXP, x, out, res, sign, t, special, nblocks)

@@ -13,7 +13,6 @@ from .._options import (
     SERIAL,
     SHORT_BLOCK_ROWS,
 )
-from . import exact as exact_rows
 from ._llvm import (
     line_view,
     max_no_nan,
@@ -57,12 +56,13 @@ def block_exp(xt, mf, inv_t, e, x):
 
 
 @njit(**SERIAL)
-def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
+def short_block(kind, xb, ob, res, sign, t, special, r0, xt, e, acc, m, mf):
     """softmax or log_softmax (``kind``) of the rows of the 2-D
     C-contiguous block ``xb`` into ``ob`` (may be ``xb``), or logsumexp
     into ``res[r0:]``/``sign[r0:]``.  ``xt``/``e`` are (n, rows) scratch
     blocks, ``acc`` (5, rows), ``m``/``mf`` at least ``rows`` long.  A row
-    with a special value goes to the exact scalar kernels."""
+    with a special value is left to the exact scalar kernels: not written,
+    and ``special[r0 + r]`` set to 1."""
     rows, n = xb.shape
     inv_t = 1.0 / t
     for j in range(n):
@@ -116,12 +116,11 @@ def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
             for r in range(rows):
                 acc[1, r] = log1p_pos(acc[0, r] + ((n - acc[4, r]) - 1.0))
     xf = xb.reshape(-1)
-    of = ob.reshape(-1)  # empty for logsumexp
     for r in range(rows):
         s = acc[0, r]
         mr = m[r]
         if not (-np.inf < mr < np.inf) or s != s:
-            short_special(kind, xf, of, res, sign, t, r * n, n, r0 + r)
+            special[r0 + r] = 1
         elif kind == Kind.SOFTMAX:
             rr = acc[1, r]
             for j in range(n):
@@ -139,20 +138,7 @@ def short_block(kind, xb, ob, res, sign, t, r0, xt, e, acc, m, mf):
 
 
 @njit(**SERIAL)
-def short_special(kind, xs, os, res, sign, t, b, n, row):
-    """A short row with a special value (the elements ``b .. b + n`` of the
-    flat block): the exact scalar kernels."""
-    xrow = xs[b:b + n]
-    if kind == Kind.SOFTMAX:
-        exact_rows.softmax_row(xrow, os[b:b + n], t, None)
-    elif kind == Kind.LOG_SOFTMAX:
-        exact_rows.log_softmax_row(xrow, os[b:b + n], t, None)
-    else:
-        res[row], sign[row] = exact_rows.logsumexp_row(xrow, None)
-
-
-@njit(**SERIAL)
-def short_rows_range(kind, x, out, res, sign, t, lo, hi):
+def short_rows_range(kind, x, out, res, sign, t, special, lo, hi):
     """:func:`short_block` over rows ``lo .. hi`` of the C-contiguous 2-D
     ``x`` (and ``out``), in blocks of ``SHORT_BLOCK_ROWS`` rows."""
     n = x.shape[1]
@@ -166,18 +152,18 @@ def short_rows_range(kind, x, out, res, sign, t, lo, hi):
         rows = min(per, hi - r0)
         xb = x[r0:r0 + rows]
         ob = out[r0:r0 + rows] if kind != Kind.LOGSUMEXP else out
-        short_block(kind, xb, ob, res, sign, t, r0, xt[:n * rows].reshape((n, rows)),
+        short_block(kind, xb, ob, res, sign, t, special, r0, xt[:n * rows].reshape((n, rows)),
                     e[:n * rows].reshape((n, rows)), acc[:5 * rows].reshape((5, rows)), m, mf)
 
 
 @njit(**SERIAL)
-def short_rows_serial(kind, x, out, res, sign, t):
-    short_rows_range(kind, x, out, res, sign, t, np.int64(0), x.shape[0])
+def short_rows_serial(kind, x, out, res, sign, t, special):
+    short_rows_range(kind, x, out, res, sign, t, special, np.int64(0), x.shape[0])
 
 
 @njit(**PARALLEL)
-def short_rows_parallel(kind, x, out, res, sign, t, nblocks):
+def short_rows_parallel(kind, x, out, res, sign, t, special, nblocks):
     rows = x.shape[0]
     for b in prange(nblocks):
-        short_rows_range(kind, x, out, res, sign, t, b * rows // nblocks,
+        short_rows_range(kind, x, out, res, sign, t, special, b * rows // nblocks,
                          (b + 1) * rows // nblocks)

@@ -310,7 +310,8 @@ def lane_scratch(scratch, n):
     if scratch.shape[0] >= n + 2 * SUM_LANES:
         return scratch
     buf = row_scratch(n)
-    buf[:n] = scratch[:n]
+    for i in range(n):  # a loop: a slice assignment compiles a formatted shape error
+        buf[i] = scratch[i]
     return buf
 
 
