@@ -53,6 +53,12 @@ SERIAL = {
     "fastmath": set(FASTMATH_FLAGS),
 }
 
+#: :data:`SERIAL` for the per-row steps of the row drivers, inlined at
+#: numba's level (the same flags): each level of calls between a driver
+#: and the leaf steps makes LLVM optimize and compile the tree below it
+#: once more.
+SERIAL_INLINE = dict(SERIAL, inline="always")
+
 #: Options for the entry points of small arrays (fewer than
 #: ``PARALLEL_MIN_ELEMENTS`` elements): they keep the GIL, whose release
 #: and reacquisition cost about 60 ns, a third of a 14-element softmax's

@@ -459,7 +459,7 @@ def cache_dir() -> str:
 
     if not getattr(_options, "CACHE", True):
         return "none (no writable location: kernels compile in memory)"
-    return str(rows.rows_serial.stats.cache_path)
+    return str(rows.softmax_rows_serial.stats.cache_path)
 
 
 # ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from .._options import (
     LONG_ROW,
     PARALLEL,
     SERIAL,
+    SERIAL_INLINE,
     SHORT_ROW,
     SMALL,
 )
@@ -93,7 +94,34 @@ from .steps import (
 SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = (int(k) for k in Kind)
 
 
-@njit(**SERIAL)
+def sum_reciprocal(x, scratch, m, s):
+    """``1 / sum`` of the softmax terms ``scratch[:len(x)]`` of the row ``x``
+    (``s`` their blocked sum), in the summation order of every route
+    (numba only; one implementation per dtype, so that a first call
+    compiles its own only)."""
+    raise NotImplementedError("sum_reciprocal is only callable from numba code")
+
+
+@overload(sum_reciprocal, jit_options=SERIAL)
+def _sum_reciprocal_impl(x, scratch, m, s):
+    if x.dtype == types.float64:
+        def f64(x, scratch, m, s):  # within about half an ulp (see lane_sum)
+            n = x.shape[0]
+            if n <= SHORT_ROW:
+                return reciprocal2(*seq_sum(scratch, n))
+            return reciprocal2(*lane_sum(lane_scratch(scratch, n), n))
+
+        return f64
+
+    def f32(x, scratch, m, s):  # short rows in row_sums' order, longer: s itself
+        if x.shape[0] <= SHORT_ROW:
+            return 1.0 / row_sums(x, scratch, m, False)[0]
+        return 1.0 / s
+
+    return f32
+
+
+@njit(**SERIAL_INLINE)
 def softmax_row_m(x, out, inv_t, scratch, m, nxt, stream):
     """softmax of a unit-stride row shorter than ``LONG_ROW`` into ``out``
     (may be ``x``), given ``m = row_max(x)``; returns ``(ok, row_max(nxt))``.
@@ -111,14 +139,7 @@ def softmax_row_m(x, out, inv_t, scratch, m, nxt, stream):
     s, _, mn = exp_sum_block(x, m, inv_t, scratch, nxt, False)
     if s != s:
         return False, mn
-    n = x.shape[0]
-    if x.itemsize == 8:  # 1 / sum within about half an ulp (see lane_sum)
-        r = reciprocal2(*(seq_sum(scratch, n) if n <= SHORT_ROW
-                          else lane_sum(lane_scratch(scratch, n), n)))
-    else:
-        if n <= SHORT_ROW:
-            s, _ = row_sums(x, scratch, m, False)
-        r = 1.0 / s
+    r = sum_reciprocal(x, scratch, m, s)
     if stream:
         stream_scale_into(scratch, r, out)
     else:
@@ -126,7 +147,7 @@ def softmax_row_m(x, out, inv_t, scratch, m, nxt, stream):
     return True, mn
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def log_softmax_row_m(x, out, inv_t, scratch, m, nxt, stream):
     """log_softmax as :func:`softmax_row_m`: ``log1p`` of the sum of the
     terms below the maximum (plus the count of the others, less one) keeps
@@ -164,7 +185,7 @@ def rowwise(kind, x, out, t, inv_t, scratch):
             exact_rows.log_softmax_row(x, out, t, None)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def logsumexp_row_m(x, scratch, m, nxt):
     """``(ok, logsumexp(x), row_max(nxt))`` of a unit-stride row shorter
     than ``LONG_ROW``, given ``m = row_max(x)`` (float32 precision as in
@@ -289,7 +310,8 @@ def _small_into_impl(kind, one_row, x, out):
     def rows(kind, one_row, x, out):
         none = out.reshape(out.size)[:0]  # the drivers' unused arguments (no allocation)
         special = np.zeros(x.shape[0], np.uint8)
-        rows_serial(kind, read_only_view(x), out, none, none, 1.0, special)
+        rows_range(kind, read_only_view(x), out, none, none, 1.0, special, np.int64(0),
+                   x.shape[0])
         return not special.any()
 
     return rows
@@ -358,68 +380,60 @@ def small_logsumexp_rows(x, res, no_out):
     the drivers' unused ``out`` (an empty 2-D array of ``x``'s dtype);
     False as :func:`small_into`."""
     special = np.zeros(x.shape[0], np.uint8)
-    rows_serial(LOGSUMEXP, read_only_view(x), no_out, res, np.empty_like(res), 1.0, special)
+    rows_range(LOGSUMEXP, read_only_view(x), no_out, res, np.empty_like(res), 1.0, special,
+               np.int64(0), x.shape[0])
     return not special.any()
 
 
 # ---------------------------------------------------------------- drivers
-# One serial and one parallel driver: numba's on-disk cache does not tell
-# compilation options apart, so one function cannot serve both.  The
-# parallel one splits the rows into ``nblocks`` contiguous blocks.  Both
-# take the arguments of :func:`long_rows_parallel`.
-
-
-@njit(**SERIAL)
-def rows_serial(kind, x, out, res, sign, t, special):
-    """:func:`rows_range` over all rows of ``x``."""
-    rows_range(kind, x, out, res, sign, t, special, np.int64(0), x.shape[0])
-
-
-@njit(**PARALLEL)
-def rows_parallel(kind, x, out, res, sign, t, special, nblocks):
-    """:func:`rows_range` over all rows of ``x``, in ``nblocks`` blocks of
-    rows spread over the threads."""
-    rows = x.shape[0]
-    for b in prange(nblocks):
-        rows_range(kind, x, out, res, sign, t, special, b * rows // nblocks,
-                   (b + 1) * rows // nblocks)
-
-
-# One entry per kind for the callers in Python, which pass no literal: each
-# compiles the drivers for its kind only.
+# One serial and one parallel driver per kind, each calling rows_range
+# itself: every level of calls between an entry and the row steps makes
+# LLVM optimize and compile the whole tree below it once more.  (Serial and
+# parallel are separate functions: numba's on-disk cache does not tell
+# compilation options apart.)  The parallel ones split the rows into
+# ``nblocks`` contiguous blocks spread over the threads.
 
 
 @njit(**SERIAL)
 def softmax_rows_serial(x, out, res, sign, t, special):
-    """:func:`rows_serial` of softmax."""
-    rows_serial(SOFTMAX, x, out, res, sign, t, special)
+    """:func:`rows_range` of softmax over all rows of ``x``."""
+    rows_range(SOFTMAX, x, out, res, sign, t, special, np.int64(0), x.shape[0])
 
 
 @njit(**SERIAL)
 def log_softmax_rows_serial(x, out, res, sign, t, special):
-    """:func:`rows_serial` of log_softmax."""
-    rows_serial(LOG_SOFTMAX, x, out, res, sign, t, special)
+    """:func:`rows_range` of log_softmax over all rows of ``x``."""
+    rows_range(LOG_SOFTMAX, x, out, res, sign, t, special, np.int64(0), x.shape[0])
 
 
 @njit(**SERIAL)
 def logsumexp_rows_serial(x, out, res, sign, t, special):
-    """:func:`rows_serial` of logsumexp."""
-    rows_serial(LOGSUMEXP, x, out, res, sign, t, special)
+    """:func:`rows_range` of logsumexp over all rows of ``x``."""
+    rows_range(LOGSUMEXP, x, out, res, sign, t, special, np.int64(0), x.shape[0])
 
 
-@njit(**SERIAL)
+@njit(**PARALLEL)
 def softmax_rows_parallel(x, out, res, sign, t, special, nblocks):
-    """:func:`rows_parallel` of softmax."""
-    rows_parallel(SOFTMAX, x, out, res, sign, t, special, nblocks)
+    """:func:`softmax_rows_serial` in ``nblocks`` blocks of rows."""
+    rows = x.shape[0]
+    for b in prange(nblocks):
+        rows_range(SOFTMAX, x, out, res, sign, t, special, b * rows // nblocks,
+                   (b + 1) * rows // nblocks)
 
 
-@njit(**SERIAL)
+@njit(**PARALLEL)
 def log_softmax_rows_parallel(x, out, res, sign, t, special, nblocks):
-    """:func:`rows_parallel` of log_softmax."""
-    rows_parallel(LOG_SOFTMAX, x, out, res, sign, t, special, nblocks)
+    """:func:`log_softmax_rows_serial` in ``nblocks`` blocks of rows."""
+    rows = x.shape[0]
+    for b in prange(nblocks):
+        rows_range(LOG_SOFTMAX, x, out, res, sign, t, special, b * rows // nblocks,
+                   (b + 1) * rows // nblocks)
 
 
-@njit(**SERIAL)
+@njit(**PARALLEL)
 def logsumexp_rows_parallel(x, out, res, sign, t, special, nblocks):
-    """:func:`rows_parallel` of logsumexp."""
-    rows_parallel(LOGSUMEXP, x, out, res, sign, t, special, nblocks)
+    """:func:`logsumexp_rows_serial` in ``nblocks`` blocks of rows."""
+    rows = x.shape[0]
+    for b in prange(nblocks):
+        rows_range(LOGSUMEXP, x, out, res, sign, t, special, b * rows // nblocks,
+                   (b + 1) * rows // nblocks)

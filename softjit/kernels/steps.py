@@ -15,6 +15,7 @@ from numba.extending import overload
 from .._options import (
     REDUCE,
     SERIAL,
+    SERIAL_INLINE,
     SHORT_ROW,
     STREAM_MIN_BYTES,
     SUM_BLOCK,
@@ -295,7 +296,7 @@ def exp_sum_below(x, m, inv_t, e, nxt, apart=True):
 SUM_LANES = 32
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def row_scratch(n):
     """A float64 scratch row for rows of ``n`` elements, with room for
     :func:`lane_sum`'s running sums after them."""
@@ -400,7 +401,7 @@ def stream_scale_into(src, r, out):
     store_fence()
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def streams(x, out):
     """Whether ``out`` gets streaming stores: a result of at least
     ``STREAM_MIN_BYTES`` (larger than the caches), not in place."""
@@ -475,7 +476,7 @@ def refines(x, m, lse):
     return cancels(m, lse)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def unit_row(row, buf):
     """``row`` typed unit-stride, or copied into ``buf`` when it is strided."""
     if row.strides[0] == row.itemsize:
@@ -493,7 +494,7 @@ def as_unit(row):
     return unit_row(row, np.empty(row.shape[0], row.dtype))
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def row_buffer(a, n):
     """A buffer for the rows of the 2-D ``a`` (rows >= 1): a new one when
     they are strided, else (no allocation) the first row, never written."""
@@ -502,7 +503,7 @@ def row_buffer(a, n):
     return np.empty(n, a.dtype)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def write_back(orow, o):
     """Copy the computed row ``o`` into ``orow`` unless it is ``orow`` itself."""
     if orow.strides[0] != orow.itemsize:
