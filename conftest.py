@@ -5,7 +5,12 @@ their doctests are not collected when the extra is not installed (the tests
 in ``tests/`` skip on their own with ``pytest.importorskip``).
 """
 
+import os
 from importlib.util import find_spec
+
+# The suite tests the full engine; the first route (softjit._first) and its
+# background builds are tested where the tests turn them on.
+os.environ.setdefault("SOFTJIT_FIRST_ROUTE", "0")
 
 
 def _missing(module: str) -> bool:

@@ -2,7 +2,7 @@
 cache (what a new user's first call costs), and once with a warm cache.
 
     python benchmarks/compile_time.py            # every case (a few minutes)
-    python benchmarks/compile_time.py --quick    # the first softmaxes and warm cache only
+    python benchmarks/compile_time.py --quick    # two first softmaxes and the warm cache only
 
 Each child process reports how long importing numpy and numba took, then
 importing softjit, then the first call; the table shows the time over
@@ -31,35 +31,53 @@ import numba
 t1 = time.perf_counter()
 import softjit
 t2 = time.perf_counter()
-op, shape, dtype = sys.argv[1], tuple(int(s) for s in sys.argv[2].split("x")), sys.argv[3]
+op, dtype, axis = sys.argv[1], sys.argv[3], int(sys.argv[4])
+shape = tuple(int(s) for s in sys.argv[2].split("x"))
 x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
 fn = getattr(softjit, op)
+if op in ("softmax_vjp", "log_softmax_vjp"):  # the derivative alone: the forward output is data
+    args = (x / np.abs(x).sum(axis, keepdims=True), np.ones_like(x), axis)
+elif op.startswith("cross_entropy"):
+    args = (x, np.arange(x.shape[0]) % x.shape[-1], axis)
+else:
+    args = (x, axis)
 t3 = time.perf_counter()
-fn(x)
+fn(*args)
 t4 = time.perf_counter()
 print(json.dumps({"numpy_numba": t1 - t0, "softjit": t2 - t1, "call": t4 - t3,
                   "file": softjit.__file__}))
 """
 
-FIRST = ("softmax", "1000x100", "float32")
-#: Small arrays: one row (the seeds' 14-element vector) and a few rows.
-SMALL = [("softmax", "14", "float64"), ("softmax", "3x100", "float32")]
+#: (function, shape, dtype, axis): the first calls the README's table lists.
+FIRST = ("softmax", "1000x100", "float32", -1)
+CASES = [
+    FIRST,
+    ("log_softmax", "300x700", "float64", -1),
+    ("logsumexp", "20000x12", "float32", -1),
+    ("softmax", "3x150000", "float64", -1),
+    ("softmax", "800x60", "float32", 0),
+    ("softmax", "14", "float64", -1),  # the seeds' 14-element vector
+    ("softmax_vjp", "500x40", "float32", -1),
+    ("cross_entropy_with_grad", "256x10", "float32", -1),
+]
+#: More row classes for the full run: one row, short, medium and long rows.
 SHAPES = {10: "10000x10", 1000: "100x1000", 100000: "2x100000"}
 
 
-def run_child(op: str, shape: str, dtype: str, cache: str) -> dict[str, float]:
+def run_child(op: str, shape: str, dtype: str, axis: int, cache: str) -> dict[str, float]:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
     with tempfile.TemporaryDirectory() as cwd:
-        proc = subprocess.run([sys.executable, "-c", CHILD, op, shape, dtype], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=600, check=True)
+        proc = subprocess.run([sys.executable, "-c", CHILD, op, shape, dtype, str(axis)],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+                              check=True)
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-def cases(quick: bool) -> list[tuple[str, str, str]]:
+def cases(quick: bool) -> list[tuple[str, str, str, int]]:
     if quick:
-        return [FIRST, *SMALL]
-    return [FIRST, *SMALL] + [(op, SHAPES[n], dt) for op in ("softmax", "log_softmax", "logsumexp")
-                      for dt in ("float32", "float64") for n in SHAPES]
+        return [FIRST, CASES[5]]
+    return CASES + [(op, SHAPES[n], dt, -1) for op in ("softmax", "log_softmax", "logsumexp")
+                    for dt in ("float32", "float64") for n in SHAPES]
 
 
 def main() -> int:
@@ -72,16 +90,17 @@ def main() -> int:
           "softjit import + call |")
     print("|---|---|---|---|")
     location = None
-    for op, shape, dtype in cases(args.quick):
+    for op, shape, dtype, axis in cases(args.quick):
         with tempfile.TemporaryDirectory() as cache:
-            t = run_child(op, shape, dtype, cache)
+            t = run_child(op, shape, dtype, axis, cache)
         location = t["file"]
-        print(f"| {op} {shape} {dtype} | empty | {t['numpy_numba']:.2f} s | "
+        where = "" if axis == -1 else f", axis={axis}"
+        print(f"| {op} {shape} {dtype}{where} | empty | {t['numpy_numba']:.2f} s | "
               f"**{t['softjit'] + t['call']:.2f} s** |", flush=True)
     with tempfile.TemporaryDirectory() as cache:
         run_child(*FIRST, cache)  # fills the cache
         t = run_child(*FIRST, cache)
-    print(f"| {' '.join(FIRST)} | warm | {t['numpy_numba']:.2f} s | "
+    print(f"| {' '.join(FIRST[:3])} | warm | {t['numpy_numba']:.2f} s | "
           f"**{t['softjit'] + t['call']:.2f} s** |")
     print(f"(softjit from {location})")
     return 0

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _complex, _dispatch
+from . import _complex, _dispatch, _first
 from ._layout import rows_shape, same_layout
 from ._options import PARALLEL_MIN_ELEMENTS, SHORT_ROW
 from ._run import no_out, none, run_logsumexp, run_rows, run_rowwise
@@ -50,6 +50,8 @@ _SMALL = {(_SOFTMAX, True): row_kernels.small_softmax_row,
           (_SOFTMAX, False): row_kernels.small_softmax_rows,
           (_LOG_SOFTMAX, False): row_kernels.small_log_softmax_rows}
 _SMALL_ROW = (row_kernels.small_softmax_row, row_kernels.small_log_softmax_row)
+#: The (kind, dtype) groups that run the full engine (see softjit._first).
+_first_ready = _first.READY
 
 
 def _last_axis(kind: int, x: Any) -> Any:
@@ -72,6 +74,8 @@ def _last_axis(kind: int, x: Any) -> Any:
     # aligned and writable)
     if (dt is not _F64 and dt is not _F32) or not x.flags.carray:
         return None
+    if (kind, dt) not in _first_ready and _first.use_first(kind, dt):
+        return None  # the first route, through the general path
     shape = x.shape
     if len(shape) == 1 and 0 < shape[0] < PARALLEL_MIN_ELEMENTS:  # one small row
         if kind == _LOGSUMEXP:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
+from . import _first
 from ._layout import (
     across_view,
     moved_last,
@@ -178,6 +179,9 @@ def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign:
     if n >= LONG_ROW:
         _run(_LONG, rows, n, int(kind), x2, out2, res, sign, temperature)
         return
+    if _first.use_first(kind, x2.dtype):
+        first_rows(kind, x2, out2, res, sign, temperature)
+        return
     special = np.zeros(rows, np.uint8)
     if n <= SHORT_ROW and (contiguous or (x2.flags.c_contiguous and out2.flags.c_contiguous)):
         _run(_SHORT, rows, n, int(kind), x2, out2, res, sign, temperature, special)
@@ -185,6 +189,37 @@ def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign:
         _run(_ROWS[kind], rows, n, x2, out2, res, sign, temperature, special)
     if special.any():
         exact_rows_at(kind, x2, out2, res, sign, temperature, np.flatnonzero(special))
+
+
+_FIRST = {Kind.SOFTMAX: row_kernels.first_softmax_rows,
+          Kind.LOG_SOFTMAX: row_kernels.first_log_softmax_rows}
+
+
+def first_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign: np.ndarray,
+               temperature: float) -> None:
+    """:func:`run_rows` by the first-route kernels (:mod:`softjit._first`),
+    rows of fewer than ``LONG_ROW`` elements: C-contiguous arrays go in as
+    they are (one compiled signature), others through C-ordered copies."""
+    rows, n = x2.shape
+    xc = read_only(np.ascontiguousarray(x2))
+    special = np.zeros(rows, np.uint8)
+    if kind == Kind.LOGSUMEXP:
+        rc = res if res.flags.c_contiguous else np.empty(rows, res.dtype)
+        row_kernels.first_logsumexp_rows(xc, rc, special)
+        refine = np.flatnonzero(special == 2)
+        if refine.size:
+            row_kernels.first_refine_rows(xc, refine, rc)
+        if rc is not res:
+            res[...] = rc
+        sign[...] = 1.0
+    else:
+        oc = out2 if out2.flags.c_contiguous else np.empty((rows, n), out2.dtype)
+        _FIRST[kind](xc, oc, temperature, special)
+        if oc is not out2:
+            out2[...] = oc
+    exact = np.flatnonzero(special == 1)
+    if exact.size:
+        exact_rows_at(kind, x2, out2, res, sign, temperature, exact)
 
 
 def exact_rows_at(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray,

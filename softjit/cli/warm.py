@@ -11,6 +11,11 @@ multi-threaded; masked, weighted, in place), and builds every gufunc.
 Afterwards a fresh process's first call of any public function loads its
 kernels instead of compiling them.
 
+numba compiles in one thread per process (its compiler lock), so warm
+splits the steps over worker processes, one per core (at most
+:data:`MAX_JOBS`): each compiles its own dtype's kernels, and numba's cache
+writes are serialized by softjit's file locks.
+
 Examples
 --------
 >>> [step.label for step in steps()][:3]
@@ -20,17 +25,27 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, NamedTuple
 
 import numpy as np
 
 import softjit
-from softjit import _run
+from softjit import _first, _run
 from softjit.cli import bench
+from softjit.kernels.kinds import Kind
 
 DTYPES = ("float32", "float64")
+#: Worker processes of :func:`warm` at most (the steps fall in two groups
+#: of about the same compile time, one per dtype).
+MAX_JOBS = 2
 
 
 class Step(NamedTuple):
@@ -58,6 +73,23 @@ def _family(x: np.ndarray, axis: int = -1) -> None:
     softjit.logsumexp(x, axis, where=mask)
     softjit.logsumexp(x, axis, b=np.abs(x), return_sign=True)
     softjit.logsumexp(x, axis, b=x, return_sign=True)
+
+
+def engine_calls(kind: Kind, dtype: str) -> list[Callable[[], None]]:
+    """Calls that compile the full row engine of one operation on one
+    dtype, for the row classes that the first route serves (one row, short
+    and medium rows along memory, C-ordered and strided, small arrays and
+    large): the background build of :mod:`softjit._first`."""
+    fn = {Kind.SOFTMAX: softjit.softmax, Kind.LOG_SOFTMAX: softjit.log_softmax,
+          Kind.LOGSUMEXP: softjit.logsumexp}[kind]
+    shapes = [(14,), (3, 10), (3, 200), (20000, 12), (400, 200), (3, 2, 50)]
+    calls: list[Callable[[], None]] = []
+    for shape in shapes:
+        x = _data(dtype, *shape)
+        calls.append(lambda x=x: fn(x))
+        if len(shape) == 2:
+            calls.append(lambda x=x: fn(x[:, ::2]))
+    return calls
 
 
 def _small(dtype: str) -> None:
@@ -194,16 +226,120 @@ def steps() -> list[Step]:
     return out
 
 
-def warm(stream: IO[str] | None = None, only: Iterator[Step] | None = None) -> float:
-    """Run every warm-up step (or those of ``only``), drawing the
-    benchmark's progress bar on ``stream`` (default stderr); return the
-    elapsed seconds."""
-    todo = steps() if only is None else list(only)
+def parts(count: int, jobs: int) -> list[list[int]]:
+    """The indices of ``count`` steps (:func:`steps`' order) split into at
+    most ``jobs`` lists: each dtype's steps stay together (they share
+    kernels), the steps of neither dtype are dealt out in turn.
+
+    Examples
+    --------
+    >>> parts(len(steps()), 2)[0][:3]
+    [0, 1, 2]
+    >>> sorted(sum(parts(len(steps()), 2), [])) == list(range(len(steps())))
+    True
+    """
+    jobs = max(1, min(jobs, len(DTYPES)))
+    todo = steps()[:count]
+    out: list[list[int]] = [[] for _ in range(jobs)]
+    rest = []
+    for i, step in enumerate(todo):
+        group = next((k for k, dt in enumerate(DTYPES) if f" {dt}" in step.label), None)
+        if group is None:
+            rest.append(i)
+        else:
+            out[group % jobs].append(i)
+    for j, i in enumerate(rest):
+        out[j % jobs].append(i)
+    return [p for p in out if p]
+
+
+def run_steps(indices: Sequence[int], stream: IO[str]) -> None:
+    """Run the steps ``indices`` in this process, writing ``start i`` and
+    ``done i`` lines on ``stream`` (a worker of :func:`warm`)."""
+    todo = steps()
+    with _first.full_engine():
+        for i in indices:
+            print(f"start {i}", file=stream, flush=True)
+            todo[i].run()
+            print(f"done {i}", file=stream, flush=True)
+
+
+_WORKER = "import sys; from softjit.cli import warm; warm.run_steps([{}], sys.stdout)"
+
+
+def warm(stream: IO[str] | None = None, only: Iterator[Step] | None = None,
+         jobs: int | None = None) -> float:
+    """Run every warm-up step (or those of ``only``, in this process),
+    drawing the benchmark's progress bar on ``stream`` (default stderr);
+    return the elapsed seconds.  ``jobs``: worker processes (default: one
+    per core, at most :data:`MAX_JOBS`); a worker that fails raises
+    ``RuntimeError`` with its error output."""
     progress = bench.TextProgress(stream)
     t0 = time.perf_counter()
+    if only is not None or (jobs or min(os.cpu_count() or 1, MAX_JOBS)) < 2:
+        todo = steps() if only is None else list(only)
+        progress.begin({}, todo)
+        with _first.full_engine():
+            for i, step in enumerate(todo):
+                progress.start(i, step)
+                step.run()
+                progress.finish(i, {})
+        if only is None:
+            _mark_all()
+        return time.perf_counter() - t0
+    todo = steps()
     progress.begin({}, todo)
-    for i, step in enumerate(todo):
-        progress.start(i, step)
-        step.run()
-        progress.finish(i, {})
+    _in_workers(todo, parts(len(todo), jobs or MAX_JOBS), progress)
+    _mark_all()
     return time.perf_counter() - t0
+
+
+def _mark_all() -> None:
+    """Every full engine is in the cache now: the markers that let later
+    processes run it from their first call (:mod:`softjit._first`)."""
+    for kind in Kind:
+        for dt in DTYPES:
+            _first.mark_ready(kind, np.dtype(dt))
+
+
+def _in_workers(todo: list[Step], split: list[list[int]], progress: bench.TextProgress) -> None:
+    """Run the steps of each list of ``split`` in a worker process of its
+    own, drawing one progress bar for all."""
+    lock = threading.Lock()
+    done = [0]
+    # the workers import this softjit, wherever it was imported from
+    here = os.path.dirname(os.path.dirname(os.path.abspath(softjit.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (here, os.environ.get("PYTHONPATH")) if p), **{_first.ENV: "0"})
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in split]
+        workers = [subprocess.Popen([sys.executable, "-c",
+                                     _WORKER.format(",".join(map(str, idx)))],
+                                    stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+                   for idx, log in zip(split, logs, strict=True)]
+
+        def follow(proc: subprocess.Popen[str]) -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                what, _, index = line.strip().partition(" ")
+                if what != "done" or not index.isdigit():
+                    continue
+                with lock:
+                    done[0] += 1
+                    if done[0] == len(todo):
+                        progress.finish(len(todo) - 1, {})
+                    else:
+                        step = todo[int(index)]
+                        progress.start(done[0], step._replace(label=step.label + ": compiled"))
+
+        readers = [threading.Thread(target=follow, args=(w,), daemon=True) for w in workers]
+        for r in readers:
+            r.start()
+        errors = []
+        for w, r, log in zip(workers, readers, logs, strict=True):
+            r.join()
+            if w.wait() != 0:
+                log.seek(0)
+                errors.append(log.read().strip())
+    if errors:
+        raise RuntimeError("a warm-up worker failed:\n" + "\n".join(errors))

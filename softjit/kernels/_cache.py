@@ -99,6 +99,32 @@ def file_lock(path: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def file_lock_nowait(path: str) -> Iterator[bool]:
+    """Try an exclusive ``flock`` on ``path`` (created if missing) without
+    waiting; the ``with`` block gets whether this process holds it (True
+    too where locks do not exist: nothing to race with then)."""
+    if fcntl is None:
+        yield True
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        except OSError:  # a file system without locks
+            pass
+        yield True
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def build_lock(core: Callable[..., object]) -> Iterator[None]:
     """Hold the thread lock and, when there is a disk cache, the file lock
     of :func:`lock_path` for the duration of the ``with`` block."""

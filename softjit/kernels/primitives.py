@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._options import SERIAL, STRICT
+from .._options import SERIAL, SERIAL_INLINE, STRICT, STRICT_INLINE
 from ._llvm import f64_as_i64, i64_as_f64
 
 # float64 constants
@@ -56,7 +56,7 @@ _Q4 = (0.5, 0.16666577025255677, 0.04166655466162291, 0.00836317313152351,
        0.0013926176191150312)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def _reduce_f64(xc):
     """``(r, r_lo, k)`` with ``xc = k*ln2 + r + r_lo``, ``|r| <= ln2/2``.
 
@@ -72,7 +72,7 @@ def _reduce_f64(xc):
     return r, (r1 - r) - corr, k
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def _exp_reduced_q9(r, r_lo):
     """``exp(r + r_lo)`` for ``|r| <= ln2/2``: ``1 + r`` is summed exactly
     and everything else added to its rounding error, so the result is
@@ -93,7 +93,7 @@ def _exp_reduced_q9(r, r_lo):
     return one_r + (((1.0 - one_r) + r) + ((r_lo + r_lo * tail) + r2 * poly))
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def _times_pow2(p, k):
     """``p * 2**k`` rounded once, also for subnormal results (two factors)."""
     k2 = k >> 1
@@ -101,7 +101,7 @@ def _times_pow2(p, k):
     return p * i64_as_f64((k1 + 1023) << 52) * i64_as_f64((k2 + 1023) << 52)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def two_diff(a, b):
     """``(d, err)`` with ``d + err == a - b`` exactly (Knuth's TwoSum)."""
     d = a - b
@@ -109,7 +109,7 @@ def two_diff(a, b):
     return d, (a - (d - bb)) - (b + bb)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def two_sum(a, b):
     """``(s, err)`` with ``s + err == a + b`` exactly (Knuth's TwoSum)."""
     s = a + b
@@ -120,7 +120,7 @@ def two_sum(a, b):
 _SPLITTER = 134217729.0  # 2**27 + 1 (Veltkamp's splitting)
 
 
-@njit(**STRICT)
+@njit(**STRICT_INLINE)
 def two_prod(a, b):
     """``(p, err)`` with ``p + err == a * b`` exactly (Dekker), without a
     fused multiply-add (no fast-math flags: no contraction either)."""

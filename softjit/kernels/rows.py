@@ -66,13 +66,15 @@ from .primitives import (
     log1p_pos,
     reciprocal2,
 )
-from .short_rows import short_rows_serial
+from .short_rows import short_rows_range
 from .steps import (
     exp_sum_below,
     exp_sum_block,
     lane_scratch,
     lane_sum,
+    logsumexp_refine,
     logsumexp_value,
+    refines,
     row_buffer,
     row_max,
     row_scratch,
@@ -349,7 +351,8 @@ def small_short_rows(kind, x, out):
     into ``out``, by the short-row driver; False as :func:`small_into`."""
     none = out.reshape(out.size)[:0]  # the driver's unused arguments (no allocation)
     special = np.zeros(x.shape[0], np.uint8)
-    short_rows_serial(kind, read_only_view(x), out, none, none, 1.0, special)
+    short_rows_range(kind, read_only_view(x), out, none, none, 1.0, special, np.int64(0),
+                     x.shape[0])
     return not special.any()
 
 
@@ -359,8 +362,8 @@ def small_short_logsumexp(x, res, no_out):
     ``res``, by the short-row driver (``no_out`` as in
     :func:`small_logsumexp_rows`); False as :func:`small_into`."""
     special = np.zeros(x.shape[0], np.uint8)
-    short_rows_serial(np.int64(LOGSUMEXP), read_only_view(x), no_out, res, np.empty_like(res),
-                      1.0, special)
+    short_rows_range(np.int64(LOGSUMEXP), read_only_view(x), no_out, res, np.empty_like(res),
+                     1.0, special, np.int64(0), x.shape[0])
     return not special.any()
 
 
@@ -437,3 +440,77 @@ def logsumexp_rows_parallel(x, out, res, sign, t, special, nblocks):
     for b in prange(nblocks):
         rows_range(LOGSUMEXP, x, out, res, sign, t, special, b * rows // nblocks,
                    (b + 1) * rows // nblocks)
+
+
+# ------------------------------------------------------------ first route
+# The kernels a process runs while the full engine for its kind and dtype
+# is not compiled yet (softjit._first): C-contiguous rows of 1 to
+# LONG_ROW - 1 elements, one row after the other, through the same per-row
+# steps as rows_range (so the same bits), without what makes the drivers
+# heavy to compile (threads, strided rows, the next row's maximum,
+# streaming stores): about a second to compile instead of several.
+
+
+@njit(**SERIAL)
+def first_softmax_rows(x, out, t, special):
+    """softmax of the rows of the C-contiguous 2-D ``x`` into ``out``; a row
+    with a special value is left to the exact kernels (``special[r] = 1``)."""
+    rows, n = x.shape
+    scratch = row_scratch(n)
+    inv_t = 1.0 / t
+    for r in range(rows):
+        xr = line_view(x, r, 0, n)
+        ok, _ = softmax_row_m(xr, line_view(out, r, 0, n), inv_t, scratch, row_max(xr), xr,
+                              False)
+        if not ok:
+            special[r] = 1
+
+
+@njit(**SERIAL)
+def first_log_softmax_rows(x, out, t, special):
+    """log_softmax as :func:`first_softmax_rows`."""
+    rows, n = x.shape
+    scratch = row_scratch(n)
+    inv_t = 1.0 / t
+    for r in range(rows):
+        xr = line_view(x, r, 0, n)
+        ok, _ = log_softmax_row_m(xr, line_view(out, r, 0, n), inv_t, scratch, row_max(xr), xr,
+                                  False)
+        if not ok:
+            special[r] = 1
+
+
+@njit(**SERIAL)
+def first_logsumexp_rows(x, res, special):
+    """logsumexp of the rows of the C-contiguous 2-D ``x`` into ``res``, as
+    :func:`first_softmax_rows`; a row whose result needs refining
+    (:func:`~softjit.kernels.steps.refines`) gets ``special[r] = 2`` and
+    its unrefined value, for :func:`first_refine_rows`."""
+    rows, n = x.shape
+    scratch = row_scratch(n)
+    for r in range(rows):
+        xr = line_view(x, r, 0, n)
+        m = row_max(xr)
+        if not -np.inf < m < np.inf:
+            special[r] = 1
+            continue
+        s, k, _ = exp_sum_below(xr, m, 1.0, scratch, xr, False)
+        if s != s:
+            special[r] = 1
+            continue
+        lse = m + log1p_pos(s + (k - 1.0))
+        res[r] = lse
+        if refines(xr, m, lse):
+            special[r] = 2
+
+
+@njit(**SERIAL)
+def first_refine_rows(x, rows, res):
+    """``res[r]`` of :func:`first_logsumexp_rows` refined for the rows
+    ``rows`` (as :func:`~softjit.kernels.steps.logsumexp_value` refines it:
+    compiled only for input that has such rows)."""
+    n = x.shape[1]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        xr = line_view(x, r, 0, n)
+        res[r] = logsumexp_refine(xr, np.int64(0), n, row_max(xr), res[r])

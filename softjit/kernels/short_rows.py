@@ -11,6 +11,7 @@ from numba import njit, prange
 from .._options import (
     PARALLEL,
     SERIAL,
+    SERIAL_INLINE,
     SHORT_BLOCK_ROWS,
 )
 from ._llvm import (
@@ -37,7 +38,7 @@ from .steps import (
 # only the copies in and out are scalar.  Sums follow row_sums' order
 # (float64 softmax: seq_sum's), so every path gives the same bits.
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def exp_line(xr, mf, inv_t, er, x):
     """``er[r] = exp((xr[r] - mf[r]) * inv_t)`` (the precision of ``x``'s
     dtype, see :func:`shifted_exp`)."""
@@ -137,7 +138,7 @@ def short_block(kind, xb, ob, res, sign, t, special, r0, xt, e, acc, m, mf):
             sign[r0 + r] = 1.0
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def short_rows_range(kind, x, out, res, sign, t, special, lo, hi):
     """:func:`short_block` over rows ``lo .. hi`` of the C-contiguous 2-D
     ``x`` (and ``out``), in blocks of ``SHORT_BLOCK_ROWS`` rows."""

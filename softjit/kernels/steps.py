@@ -78,7 +78,7 @@ def row_max(x):
     return np.float64(m)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def neumaier_add(s, c, v):
     """Add ``v`` to the compensated sum ``(s, c)``."""
     t = s + v
@@ -179,7 +179,7 @@ def exp_sum_block(x, m, inv_t, e, nxt, split):
     return s, k, np.float64(mn)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def row_sums(x, e, m, split):
     """The sum of ``e[:len(x)]`` in a fixed order (four interleaved partial
     sums, for short dependency chains); with ``split``, of the terms of the
@@ -234,7 +234,7 @@ def exact_split_sum(x, m):
     return s, x.shape[0] - k
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def exp_sum(x, m, inv_t, e, nxt):
     """:func:`exp_sum_block` with ``split`` (the terms below the maximum and
     the count of the others) over a row: float32 rows in one block (their
@@ -271,7 +271,7 @@ def exp_sum(x, m, inv_t, e, nxt):
 SPLIT_FREE_MIN = 2.0 ** -6
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def exp_sum_below(x, m, inv_t, e, nxt, apart=True):
     """``(s, k, row_max(nxt))`` with ``s + k`` the sum of the terms
     ``exp((x - m) * inv_t)`` (filled into ``e``) and ``s + (k - 1)``
@@ -303,7 +303,7 @@ def row_scratch(n):
     return np.empty(n + 2 * SUM_LANES)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def lane_scratch(scratch, n):
     """``scratch``, or a copy of its first ``n`` elements in a buffer from
     :func:`row_scratch` when it has no room for :func:`lane_sum`'s running
@@ -316,7 +316,7 @@ def lane_scratch(scratch, n):
     return buf
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def lane_sum(scratch, n):
     """``(s, s_lo)``: the sum of ``scratch[:n]`` as a double-double.
 
@@ -359,7 +359,7 @@ def lane_sum(scratch, n):
     return two_sum(total, comp)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def seq_sum(e, n):
     """``(s, s_lo)``: ``e[0] + ... + e[n - 1]`` as a double-double, in
     order, every term added with an exact TwoSum: float64 softmax of rows
@@ -374,7 +374,7 @@ def seq_sum(e, n):
     return two_sum(total, comp)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def scale_into(src, r, out):
     for i in range(out.shape[0]):
         out[i] = src[i] * r
@@ -415,13 +415,13 @@ def exp_into(x, m, inv_t, dst):
         dst[i] = shifted_exp(x[i], m, inv_t, x)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def shift_into(x, m, inv_t, lse, out):
     for i in range(out.shape[0]):
         out[i] = (np.float64(x[i]) - m) * inv_t - lse
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def shift_inplace(a, m, inv_t, lse):
     for i in range(a.shape[0]):
         a[i] = (np.float64(a[i]) - m) * inv_t - lse
@@ -439,7 +439,7 @@ def exp_scale_inplace(a, m, inv_t, r):
         a[i] = shifted_exp(a[i], m, inv_t, a) * r
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_INLINE)
 def logsumexp_value(x, b, n, m, s, k):
     """logsumexp of ``x[b:b + n]`` from its maximum ``m`` and ``s + (k - 1)``
     = the sum of the terms less 1 (``s`` the terms below the maximum and
@@ -448,32 +448,52 @@ def logsumexp_value(x, b, n, m, s, k):
     return logsumexp_refine(x, b, n, m, m + log1p_pos(s + (k - 1.0)))
 
 
-@njit(**SERIAL)
 def logsumexp_refine(x, b, n, m, lse):
     """``lse = m + log1p(s + k - 1)`` of ``x[b:b + n]``, made exact enough
     for float32 rows and, where ``m`` and the logarithm cancel, for
-    float64 rows (recomputed in double-double: :func:`logsumexp_dd`).
+    float64 rows (recomputed in double-double: :func:`logsumexp_dd`)
+    (numba only; one implementation per dtype, so that a first float32
+    call compiles no double-double code).
 
     For float32 rows ``s`` comes from the float32-grade ``exp`` (relative
     error ~1e-8, so the logarithm's absolute error is ~1e-8): below half a
     float32 ulp of a result of magnitude >= 1.  Near 0, where ``m`` and the
     logarithm cancel, the sum is recomputed with the float64-exact ``exp``.
     """
-    if x.itemsize == 4 and abs(lse) < 1.0:
-        s, k = exact_split_sum(x[b:b + n], m)
-        return m + log1p_pos(s + (k - 1.0))
-    if x.itemsize == 8 and cancels(m, lse):
-        return logsumexp_dd(x[b:b + n], m)
-    return lse
+    raise NotImplementedError("logsumexp_refine is only callable from numba code")
 
 
-@njit(**SERIAL)
+@overload(logsumexp_refine, jit_options=SERIAL)
+def _logsumexp_refine_impl(x, b, n, m, lse):
+    if x.dtype == types.float32:
+        def f32(x, b, n, m, lse):
+            if abs(lse) < 1.0:
+                s, k = exact_split_sum(x[b:b + n], m)
+                return m + log1p_pos(s + (k - 1.0))
+            return lse
+
+        return f32
+
+    def f64(x, b, n, m, lse):
+        if cancels(m, lse):
+            return logsumexp_dd(x[b:b + n], m)
+        return lse
+
+    return f64
+
+
 def refines(x, m, lse):
     """Whether :func:`logsumexp_refine` recomputes this row's ``lse`` (a
-    test before the call: a call per short row costs more than the row)."""
-    if x.itemsize == 4:
-        return abs(lse) < 1.0
-    return cancels(m, lse)
+    test before the call: a call per short row costs more than the row;
+    numba only)."""
+    raise NotImplementedError("refines is only callable from numba code")
+
+
+@overload(refines, jit_options=SERIAL)
+def _refines_impl(x, m, lse):
+    if x.dtype == types.float32:
+        return lambda x, m, lse: abs(lse) < 1.0
+    return lambda x, m, lse: cancels(m, lse)
 
 
 @njit(**SERIAL_INLINE)
