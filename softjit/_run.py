@@ -177,7 +177,14 @@ def run_rows(kind: int, x2: np.ndarray, out2: np.ndarray, res: np.ndarray, sign:
     ``contiguous``: the caller knows both arrays to be C-contiguous."""
     rows, n = x2.shape
     if n >= LONG_ROW:
-        _run(_LONG, rows, n, int(kind), x2, out2, res, sign, temperature)
+        special = np.zeros(rows, np.uint8)
+        _run(_LONG, rows, n, int(kind), x2, out2, res, sign, temperature, special)
+        refine = np.flatnonzero(special == 2)
+        if refine.size:
+            long_rows.refine_rows(x2, refine, res)
+        exact = np.flatnonzero(special == 1)
+        if exact.size:
+            exact_rows_at(kind, x2, out2, res, sign, temperature, exact)
         return
     if _first.use_first(kind, x2.dtype):
         first_rows(kind, x2, out2, res, sign, temperature)
@@ -290,6 +297,9 @@ def run_rowwise(
     rows, n = rows_shape(x.shape, axes)
     if rows * n == 0:
         return
+    if mask is None and n < LONG_ROW and _first.use_first(kind, x.dtype):
+        first_rowwise(kind, x, out, axes, temperature)
+        return
     across = mask is None and columns_match_rows(kind, x.dtype, n)
     x3 = across_view(x, axes, rows, n) if across else None
     o3 = None if x3 is None else x3 if out is x else across_view(out, axes, rows, n)
@@ -328,6 +338,37 @@ def run_rowwise(
         run_rows(kind, x2, o2, unused, unused, temperature)
     else:
         _run(_MASKED[kind], rows, n, x2, o2, temperature, m2)
+    if staged:
+        moved_out = moved_last(out, axes)
+        np.copyto(moved_out, o2.reshape(moved_out.shape))
+
+
+def _c_rows(arr: np.ndarray, axes: tuple[int, ...], rows: int, n: int) -> np.ndarray | None:
+    """The C-contiguous 2-D ``(rows, n)`` view of ``arr``, or None."""
+    view = rows_view(arr, axes, rows, n)
+    return view if view is not None and view.flags.c_contiguous else None
+
+
+def first_rowwise(kind: int, x: np.ndarray, out: np.ndarray | None, axes: tuple[int, ...],
+                  temperature: float, res: np.ndarray | None = None,
+                  sign: np.ndarray | None = None) -> None:
+    """:func:`run_rowwise` (or, with ``res``/``sign``, :func:`run_logsumexp`)
+    without mask or weights on the first route (:mod:`softjit._first`), for
+    every layout: rows that are not C-ordered go through a C-ordered copy
+    (the column kernels give the row kernels' bits, so the result is the
+    full engine's)."""
+    rows, n = rows_shape(x.shape, axes)
+    x2 = _c_rows(x, axes, rows, n)
+    x2 = read_only(rows_copy(x, axes, rows, n) if x2 is None else x2)
+    if out is None:
+        first_rows(Kind.LOGSUMEXP, x2, no_out(x.dtype), res, sign, 1.0)
+        return
+    o2 = _c_rows(out, axes, rows, n)
+    staged = o2 is None
+    if staged:
+        o2 = np.empty((rows, n), out.dtype)
+    unused = none(x.dtype)
+    first_rows(kind, x2, o2, unused, unused, temperature)
     if staged:
         moved_out = moved_last(out, axes)
         np.copyto(moved_out, o2.reshape(moved_out.shape))
@@ -394,6 +435,9 @@ def run_logsumexp(
     if n == 0:  # sums of no terms: log(0), sign 0 (as for weights summing to 0)
         res.fill(-np.inf)
         sign.fill(0.0)
+        return
+    if b is None and mask is None and n < LONG_ROW and _first.use_first(Kind.LOGSUMEXP, x.dtype):
+        first_rowwise(Kind.LOGSUMEXP, x, None, axes, 1.0, res, sign)
         return
     across = b is None and mask is None and columns_match_rows(Kind.LOGSUMEXP, x.dtype, n)
     x3 = across_view(x, axes, rows, n) if across else None

@@ -1,6 +1,7 @@
 """The same row gives the same bits whichever route computes it: alone or
 in a batch of any size, serial or parallel, along memory or across it
-(Fortran order, axis 0, a middle axis), strided, reversed, in place."""
+(Fortran order, axis 0, a middle axis), strided, reversed, in place, and
+on the first route that serves calls while the full engine compiles."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 import softjit
-from softjit import _run
+from softjit import _first, _run
+from softjit._options import LONG_ROW
 
 LENGTHS = [2, 3, 7, 10, 33, 64, 65, 100, 255, 256, 257, 1000, 4097, 32767, 32768, 40000,
            70000]
@@ -53,6 +55,19 @@ def _routes(fn, row: np.ndarray, rng: np.random.Generator):
         y = _batch(row, 3, 1, rng)
         fn(y, out=y)
         yield "in place", y[1]
+    if n < LONG_ROW:  # the first route (softjit._first) serves these rows
+        with _first.first_route_only():
+            yield "first route, alone", fn(row)
+            b = _batch(row, many, many // 2, rng)
+            yield f"first route, C batch of {many}", fn(b)[many // 2]
+            yield "first route, strided", fn(wide[:, ::2])[2]
+            yield "first route, Fortran", fn(np.asfortranarray(b))[many // 2]
+            yield "first route, axis 0", fn(np.ascontiguousarray(b.T), 0)[..., many // 2]
+            yield "first route, middle axis", fn(mid, 1)[1, ..., 2]
+            if fn is not softjit.logsumexp:
+                y = _batch(row, 3, 1, rng)
+                fn(y, out=y)
+                yield "first route, in place", y[1]
 
 
 @pytest.mark.parametrize("n", LENGTHS)

@@ -78,7 +78,7 @@ def _family(x: np.ndarray, axis: int = -1) -> None:
 def engine_calls(kind: Kind, dtype: str) -> list[Callable[[], None]]:
     """Calls that compile the full row engine of one operation on one
     dtype, for the row classes that the first route serves (one row, short
-    and medium rows along memory, C-ordered and strided, small arrays and
+    and medium rows, along memory, strided and across it, small arrays and
     large): the background build of :mod:`softjit._first`."""
     fn = {Kind.SOFTMAX: softjit.softmax, Kind.LOG_SOFTMAX: softjit.log_softmax,
           Kind.LOGSUMEXP: softjit.logsumexp}[kind]
@@ -87,8 +87,10 @@ def engine_calls(kind: Kind, dtype: str) -> list[Callable[[], None]]:
     for shape in shapes:
         x = _data(dtype, *shape)
         calls.append(lambda x=x: fn(x))
-        if len(shape) == 2:
+        if len(shape) == 2:  # strided rows, rows across memory
             calls.append(lambda x=x: fn(x[:, ::2]))
+            calls.append(lambda x=x: fn(x, 0))
+            calls.append(lambda x=x: fn(np.asfortranarray(x)))
     return calls
 
 

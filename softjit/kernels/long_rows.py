@@ -25,6 +25,7 @@ from .primitives import (
 )
 from .steps import (
     SPLIT_FREE_MIN,
+    as_unit,
     exp_into,
     exp_scale_inplace,
     exp_scale_into,
@@ -167,23 +168,42 @@ def long_special(kind, xr, orow, t):
 def long_value(kind, xr, big, rest):
     """What the finishing pass needs: 1/sum (softmax), log(sum) (log_softmax),
     or logsumexp itself (``Kind.LOGSUMEXP``; float64 rows where ``big`` and
-    the logarithm cancel are recomputed in double-double, float32 ones were
-    by the second pass)."""
+    the logarithm cancel need :func:`refine_rows`, see :func:`refined`;
+    float32 ones were refined by the second pass)."""
     if kind == Kind.SOFTMAX:
         return 1.0 / (1.0 + rest)
     if kind == Kind.LOG_SOFTMAX:
         return log1p_pos(rest)
-    lse = big + log1p_pos(rest)
-    if xr.itemsize == 8 and cancels(big, lse):
-        return logsumexp_dd(xr, big)
-    return lse
+    return big + log1p_pos(rest)
+
+
+@njit(**SERIAL)
+def refined(xr, big, lse):
+    """Whether the logsumexp ``lse`` of a long row with maximum ``big`` is
+    recomputed in double-double (float64 rows where the two cancel)."""
+    return xr.itemsize == 8 and cancels(big, lse)
+
+
+@njit(**SERIAL)
+def refine_rows(x, rows, res):
+    """``res[r]``, the logsumexp of the long row ``x[r]``, recomputed in
+    double-double for the rows ``rows`` (see :func:`refined`; compiled only
+    for input that has such rows)."""
+    for i in range(rows.shape[0]):
+        xr = as_unit(x[rows[i]])
+        res[rows[i]] = logsumexp_dd(xr, row_max(xr))
 
 
 @njit(**SERIAL)
 def long_row(kind, xr, orow, t, inv_t, stream):
     """softmax / log_softmax (``kind``) into ``orow``, or logsumexp (
-    returned with its sign), of a unit-stride row of at least ``LONG_ROW``
-    elements: chunk statistics, combined, then a finishing pass.
+    returned), of a unit-stride row of at least ``LONG_ROW`` elements:
+    chunk statistics, combined, then a finishing pass.  Returns ``(value,
+    flag)``: flag 0, done; 1, a row with special values, left to the exact
+    kernels (``orow`` not written); 2, a float64 logsumexp to recompute in
+    double-double (:func:`refine_rows`).  The callers hand those rows on, so
+    that the exact and double-double kernels are compiled only for input
+    that has such rows.
 
     :func:`long_rows_parallel` does the same arithmetic with the chunks
     spread over threads, so both give identical bits.
@@ -201,20 +221,21 @@ def long_row(kind, xr, orow, t, inv_t, stream):
             chunk_stats(xr, c, inv_t, ms, ss, ks, mode)
         big, rest = combine_chunks(ms, ss, ks, inv_t)
     if rest != rest:
-        return long_special(kind, xr, orow, t)
+        return np.nan, np.uint8(1)
     value = long_value(kind, xr, big, rest)
     if kind == Kind.LOGSUMEXP:
-        return value, 1.0
+        return value, np.uint8(2) if refined(xr, big, value) else np.uint8(0)
     for c in range(nch):
         long_finish_chunk(kind, xr, orow, c, big, inv_t, value, stream)
-    return np.nan, np.nan
+    return np.nan, np.uint8(0)
 
 
 @njit(**SERIAL)
-def long_rows_serial(kind, x, out, res, sign, t):
+def long_rows_serial(kind, x, out, res, sign, t, special):
     """:func:`long_row` over the rows of ``x`` (rows of at least
     ``LONG_ROW`` elements; strided rows are copied to a buffer): ``out``
-    for kinds 0/1, ``res``/``sign`` for kind 2."""
+    for kinds 0/1, ``res``/``sign`` for kind 2; ``special[r]`` gets the
+    row's flag (see :func:`long_row`)."""
     n = x.shape[1]
     inv_t = 1.0 / t
     xbuf = row_buffer(x, n)
@@ -223,15 +244,17 @@ def long_rows_serial(kind, x, out, res, sign, t):
     for r in range(x.shape[0]):
         xr = unit_row(x[r], xbuf)
         if kind == Kind.LOGSUMEXP:
-            res[r], sign[r] = long_row(kind, xr, xr[:0], 1.0, 1.0, stream)
+            res[r], special[r] = long_row(kind, xr, xr[:0], 1.0, 1.0, stream)
+            sign[r] = 1.0
         else:
             o = unit_row(out[r], obuf)
-            long_row(kind, xr, o, t, inv_t, stream)
-            write_back(out[r], o)
+            _, special[r] = long_row(kind, xr, o, t, inv_t, stream)
+            if special[r] == 0:
+                write_back(out[r], o)
 
 
 @njit(**PARALLEL)
-def long_rows_parallel(kind, x, out, res, sign, t):
+def long_rows_parallel(kind, x, out, res, sign, t, special):
     """:func:`long_rows_serial` with each row's chunks split across
     threads (the same arithmetic, so identical bits)."""
     n = x.shape[1]
@@ -256,15 +279,15 @@ def long_rows_parallel(kind, x, out, res, sign, t):
                 chunk_stats(xr, c, inv_t, ms, ss, ks, mode)
             big, rest = combine_chunks(ms, ss, ks, inv_t)
         if rest != rest:
-            v, sg = long_special(kind, xr, orow, t)
-        else:
-            v = long_value(kind, xr, big, rest)
-            sg = 1.0
-            if kind != Kind.LOGSUMEXP:
-                for c in prange(nch):
-                    long_finish_chunk(kind, xr, orow, c, big, inv_t, v, stream)
+            special[r] = 1
+            continue
+        v = long_value(kind, xr, big, rest)
         if kind == Kind.LOGSUMEXP:
             res[r] = v
-            sign[r] = sg
+            sign[r] = 1.0
+            if refined(xr, big, v):
+                special[r] = 2
         else:
+            for c in prange(nch):
+                long_finish_chunk(kind, xr, orow, c, big, inv_t, v, stream)
             write_back(out[r], orow)

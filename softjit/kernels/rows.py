@@ -58,9 +58,11 @@ from ._llvm import (
     read_only_view,
     span_view,
 )
+from .double_double import logsumexp_dd
 from .kinds import Kind
 from .long_rows import (
     long_row,
+    long_special,
 )
 from .primitives import (
     log1p_pos,
@@ -178,7 +180,8 @@ def rowwise(kind, x, out, t, inv_t, scratch):
     n = x.shape[0]
     stream = streams(x, out)
     if n >= LONG_ROW:
-        long_row(kind, x, out, t, inv_t, stream)
+        if long_row(kind, x, out, t, inv_t, stream)[1] != 0:
+            long_special(kind, x, out, t)
     elif n > 0 and kind == Kind.SOFTMAX:
         if not softmax_row_m(x, out, inv_t, scratch, row_max(x), x, stream)[0]:
             exact_rows.softmax_row(x, out, t, None)
@@ -208,7 +211,13 @@ def logsumexp_row(x, scratch):
     if n >= LONG_ROW:
         # No literal arguments: each would compile a second long_row (the
         # last argument is False: an empty output never streams).
-        return long_row(np.int64(Kind.LOGSUMEXP), x, scratch[:0], 1.0, 1.0, streams(x, scratch[:0]))
+        res, flag = long_row(np.int64(Kind.LOGSUMEXP), x, scratch[:0], 1.0, 1.0,
+                             streams(x, scratch[:0]))
+        if flag == 1:
+            return exact_rows.logsumexp_row(x, None)
+        if flag == 2:
+            return logsumexp_dd(x, row_max(x)), 1.0
+        return res, 1.0
     if n > 0:
         ok, res, _ = logsumexp_row_m(x, scratch, row_max(x), x)
         if ok:
