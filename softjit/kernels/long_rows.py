@@ -29,7 +29,7 @@ from .steps import (
     exp_into,
     exp_scale_inplace,
     exp_scale_into,
-    exp_sums,
+    exp_sums_exact,
     neumaier_add,
     row_buffer,
     row_max,
@@ -70,7 +70,7 @@ def chunk_stats(xr, c, inv_t, ms, ss, ks, mode):
         if mode == 0:
             ss[c] = plain_exp_sum(chunk, m, inv_t)
         else:
-            ss[c], ks[c] = exp_sums(chunk, m, inv_t, np.empty(chunk.shape[0]), mode == 2)
+            ss[c], ks[c] = exp_sums_exact(chunk, m, inv_t, np.empty(chunk.shape[0]), mode == 2)
     elif m != -np.inf:
         ss[c] = np.nan  # +inf or NaN: the row is special
 

@@ -132,15 +132,21 @@ def split_sum(x, m, e):
 
 
 @njit(**SERIAL)
-def exp_sums(x, m, inv_t, e, exact=False):
+def exp_sums(x, m, inv_t, e):
     """Fill ``e`` with ``exp((x - m) * inv_t)``; return ``(sum of the terms of
-    entries != m, count of entries == m)``.  ``exact``: the float64-exact
-    ``exp`` also for float32 rows (logsumexp of long rows near 0)."""
+    entries != m, count of entries == m)``."""
+    s, k, _ = exp_sum(x, m, inv_t, e, x)
+    return s, np.int64(k)
+
+
+@njit(**SERIAL)
+def exp_sums_exact(x, m, inv_t, e, exact):
+    """:func:`exp_sums`, with the float64-exact ``exp`` also for float32 rows
+    when ``exact`` (logsumexp of long rows near 0)."""
     if exact and x.itemsize == 4:
         exact_exp_into(x, m, inv_t, e)
         return split_sum(x, m, e)
-    s, k, _ = exp_sum(x, m, inv_t, e, x)
-    return s, np.int64(k)
+    return exp_sums(x, m, inv_t, e)
 
 
 @njit(**REDUCE)
