@@ -299,15 +299,16 @@ if hasattr(os, "register_at_fork"):
 BUSY = 3
 
 
-def build(kind: int, dtype: str, parent: int | None = None) -> int:
+def build(kind: int, dtype: str, parent: int | None = None, nice: bool = True) -> int:
     """Compile the full engine of ``kind`` on ``dtype`` into numba's cache
     and write its marker (the body of a background process; runs with the
-    first route off).  Returns 0, or :data:`BUSY` when another process holds
+    first route off).  ``parent``: stop if that process is gone; ``nice``:
+    at low priority.  Returns 0, or :data:`BUSY` when another process holds
     the group's lock."""
     from .cli import warm
     from .kernels._cache import file_lock_nowait
 
-    if hasattr(os, "nice"):
+    if nice and hasattr(os, "nice"):
         os.nice(10)  # the user's own work first
     with file_lock_nowait(str(marker(kind, dtype)) + ".lock") as held:
         if not held:
