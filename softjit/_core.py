@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import _complex, _dispatch, _first
 from ._layout import rows_shape, same_layout
 from ._options import PARALLEL_MIN_ELEMENTS, SHORT_ROW
-from ._run import no_out, none, run_logsumexp, run_rows, run_rowwise
+from ._run import exact_rows_at, no_out, none, run_logsumexp, run_rows, run_rowwise
 from ._validate import (
     as_array,
     as_mask,
@@ -120,12 +120,11 @@ def _last_axis(kind: int, x: Any) -> Any:
 
 
 def _special_rows(kind: int, x2: np.ndarray, o2: np.ndarray, res: np.ndarray) -> None:
-    """A small call that met a row with a special value: all its rows again
-    through the drivers, which hand such rows to the exact kernels (rare:
-    the exact kernels are compiled only for input that needs them)."""
-    x2 = x2.view()
-    x2.flags.writeable = False
-    run_rows(kind, x2, o2, res, np.empty_like(res), 1.0, True)
+    """A small call that met rows with special values (a maximum that is not
+    finite, or a NaN: the rows the kernels left unwritten): those rows by
+    the exact kernels (compiled only for input that needs them)."""
+    bad = np.flatnonzero(~np.isfinite(x2.max(axis=1)))
+    exact_rows_at(kind, x2, o2, res, np.empty_like(res), 1.0, bad)
 
 
 def _with_drivers(kind: int, x: np.ndarray, dt: np.dtype, shape: tuple[int, ...],

@@ -108,6 +108,21 @@ def _along(dtype: str) -> None:
         _family(_data(dtype, rows, n))
     x = _data(dtype, 1000, 60)
     _family(x[:, ::2])
+    _special_rows(dtype)
+
+
+def _special_rows(dtype: str) -> None:
+    """Rows that the vectorized kernels hand on: special values (to the
+    exact kernels) and logsumexp results near 0 (to the double-double
+    refinement), for one row, short, medium and long rows, small and large
+    arrays."""
+    for shape in ((14,), (3, 10), (3, 200), (3000, 17), (400, 200), (3, 40000)):
+        x = _data(dtype, *shape)
+        x.flat[0] = np.inf
+        x.flat[-1] = np.nan
+        for fn in (softjit.softmax, softjit.log_softmax, softjit.logsumexp):
+            fn(x)
+        softjit.logsumexp(softjit.log_softmax(_data(dtype, *shape)))
 
 
 def _across(dtype: str) -> None:
