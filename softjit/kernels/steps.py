@@ -22,6 +22,7 @@ from .._options import (
 )
 from ._llvm import (
     STREAM_BYTES,
+    line_view,
     max_no_nan,
     span_view,
     store_fence,
@@ -510,6 +511,30 @@ def unit_row(row, buf):
     for i in range(row.shape[0]):
         buf[i] = row[i]
     return buf
+
+
+@njit(**SERIAL_INLINE)
+def line_buffer(a):
+    """A one-row buffer for :func:`borrowed_row` of the 2-D ``a``: of its
+    row length when its rows are strided, else empty (no allocation)."""
+    return np.empty((1, a.shape[1] if a.strides[1] != a.itemsize else 0), a.dtype)
+
+
+@njit(**SERIAL_INLINE)
+def borrowed_row(a, r, buf, copy=True):
+    """Row ``r`` of the 2-D ``a`` as a borrowed unit-stride view
+    (:func:`~softjit.kernels._llvm.line_view`): of ``a`` itself, or, when
+    its rows are strided, of ``buf`` (from :func:`line_buffer`), into which
+    the row is copied first when ``copy`` (an output row is not).  Both
+    ways give the same type and no reference count, which a loop over
+    rows needs to keep its steps vectorized."""
+    n = a.shape[1]
+    if a.strides[1] == a.itemsize:
+        return line_view(a, r, 0, n)
+    if copy:
+        for i in range(n):
+            buf[0, i] = a[r, i]
+    return line_view(buf, 0, 0, n)
 
 
 @njit(**SERIAL)
